@@ -1,0 +1,60 @@
+import type { ClientConfig, EnvironmentConfig } from "../config/types";
+
+/**
+ * The example client: ships with the kit, synthesizes without cloud credentials, and is the reference
+ * for every field (defaults in comments). Copy it to `app/clients/<slug>.ts` to add a client.
+ */
+
+/** Settings both environments share; each environment spreads it and overrides what differs. */
+const shared = {
+  provider: "digitalocean",
+  region: "fra1",
+  // size: "s-1vcpu-1gb",          // default; see README for prices
+  // image: "debian-12-x64",       // default; the only image the bootstrap is proven on
+  sshKeys: [
+    // Replace with your staff's keys. On DigitalOcean, register each key once in the account under the
+    // same name (Settings → Security): the droplet is created with it, so DigitalOcean never mails a root password.
+    { name: "jane", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1Pi+dxBgCDQeTMNkDZHlzCeyiA/We8fipfGJLSxRve jane@pixelco.example" },
+  ],
+  // The only addresses that may reach SSH (office, VPN). The whole internet is refused.
+  sshAllowedCidrs: ["203.0.113.10/32", "2001:db8:1234::/48"],
+  app: {
+    repo: "https://github.com/pixelco/example-app.git",
+    // ref: "main",                 // branch, tag or commit deployed at first boot
+    // port: 8000,                  // loopback port; the deploy script also uses port + 1
+    // healthPath: "/healthz",
+    // tasks: { migrate: "migrate", start: "start" },
+    env: { LOG_LEVEL: "info" },
+    // Values come from TF_VAR_secret_<NAME> at deploy time; never from this file.
+    secrets: ["SESSION_SECRET"],
+    // privateRepo: false,          // true: the server clones with TF_VAR_git_deploy_key
+  },
+  // volume: { sizeGiB: 10 },
+  backups: {
+    region: "eu-central-1",
+    // noncurrentVersionDays: 30,
+    // litestream: { syncInterval: "1s", snapshotInterval: "1h", retention: "72h" },
+    // fallback: { onCalendar: "*-*-* 03:30:00", keepDays: 7 },
+  },
+  // drill: { onCalendar: "monthly", pingUrl: "https://hc-ping.com/<uuid>" },
+} satisfies EnvironmentConfig;
+
+const example: ClientConfig = {
+  slug: "example",
+  environments: {
+    prod: {
+      ...shared,
+      domain: { name: "app.example-client.com", digitalOceanZone: "example-client.com" },
+      app: { ...shared.app, ref: "main" },
+      volume: { sizeGiB: 10 },
+    },
+    staging: {
+      ...shared,
+      app: { ...shared.app, ref: "main", env: { LOG_LEVEL: "debug" } },
+      volume: { sizeGiB: 5 },
+      backups: { ...shared.backups, noncurrentVersionDays: 7 },
+    },
+  },
+};
+
+export default example;

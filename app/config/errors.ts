@@ -1,0 +1,70 @@
+/**
+ * Every configuration problem the kit reports, in one place. Each message says what is wrong with the
+ * value and how to fix it; `ConfigProblem.toString()` prefixes the client file and the field's path:
+ *
+ *   app/clients/acme.ts: environments.prod.region: "fra9" is not a DigitalOcean region (fra1, ams3, …)
+ */
+export class ConfigProblem {
+  constructor(
+    readonly file: string,
+    readonly path: string,
+    readonly message: string,
+  ) {}
+
+  toString(): string {
+    return `${this.file}: ${this.path}: ${this.message}`;
+  }
+}
+
+/** Thrown once per synth with every problem found in every client file. */
+export class ConfigError extends Error {
+  constructor(readonly problems: readonly ConfigProblem[]) {
+    super(
+      `${problems.length} problem${problems.length === 1 ? "" : "s"} in the client configuration ` +
+        `(no stack was written):\n` +
+        problems.map((p) => `  - ${p}`).join("\n"),
+    );
+    this.name = "ConfigError";
+  }
+}
+
+const show = (value: unknown): string => {
+  if (value === undefined) return "(missing)";
+  const text = JSON.stringify(value);
+  return text.length > 80 ? `${text.slice(0, 77)}…` : text;
+};
+
+const list = (values: readonly string[], max = 6): string =>
+  values.length <= max ? values.join(", ") : `${values.slice(0, max).join(", ")}, …`;
+
+/** Message builders, one per rule. */
+export const problem = {
+  missing: (what: string, fix: string) => `is required: ${what}. Fix: ${fix}`,
+  notString: (value: unknown) => `${show(value)} must be a string`,
+  notInteger: (value: unknown, min: number, max: number) =>
+    `${show(value)} must be a whole number from ${min} to ${max}`,
+  pattern: (value: unknown, rule: string, example: string) =>
+    `${show(value)} ${rule} (for example ${JSON.stringify(example)})`,
+  notOneOf: (value: unknown, kind: string, allowed: readonly string[]) =>
+    `${show(value)} is not ${kind} (${list(allowed)})`,
+  empty: (what: string, fix: string) => `must list at least one ${what}. Fix: ${fix}`,
+  unknownKey: (key: string, known: readonly string[]) =>
+    `unknown field ${JSON.stringify(key)} — a typo? Known fields: ${list(known, 12)}`,
+  tooLong: (value: string, derived: string, max: number) =>
+    `${show(value)} makes ${derived} longer than ${max} characters; choose a shorter one`,
+  openToWorld: (value: string) =>
+    `${show(value)} opens SSH to the whole internet; list your office or VPN addresses instead (e.g. "203.0.113.4/32")`,
+  invalidCidr: (value: unknown) =>
+    `${show(value)} is not a CIDR; write an address with its prefix length, e.g. "203.0.113.4/32" or "2001:db8::/48"`,
+  invalidPublicKey: (value: unknown) =>
+    `${show(value)} is not an OpenSSH public key line; paste the whole .pub file content ("ssh-ed25519 AAAA… name")`,
+  reserved: (value: string, why: string) => `${show(value)} is reserved: ${why}`,
+  retentionBelowSnapshot: (retention: string, snapshot: string) =>
+    `${show(retention)} is shorter than snapshotInterval ${show(snapshot)}: Litestream would delete the only ` +
+    `snapshot a restore starts from. Fix: make retention at least the snapshot interval (e.g. "72h")`,
+  zoneMismatch: (zone: string, name: string) =>
+    `${show(zone)} does not contain the domain ${show(name)}; set it to the zone the name is in, or remove it`,
+  duplicate: (value: string, where: string) => `${show(value)} is already used by ${where}; slugs must be unique`,
+  wrongProviderValue: (value: string, field: string, otherProvider: string, provider: string, allowed: readonly string[]) =>
+    `${show(value)} is a ${otherProvider} ${field}, but this environment's provider is ${provider}; use one of ${list(allowed)}`,
+};

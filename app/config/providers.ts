@@ -1,0 +1,56 @@
+import type { ProviderName } from "./types";
+
+/**
+ * What validation and the README need to know about each VPS provider. Lists are deliberately short:
+ * a value outside them fails synth with the list in the message, and adding one is a one-line change.
+ */
+export interface ProviderFacts {
+  readonly name: ProviderName;
+  /** Display name for messages. */
+  readonly title: string;
+  readonly regions: readonly string[];
+  /** Server sizes the kit accepts, with their list price per month (USD or EUR as `currency` says). */
+  readonly sizes: Readonly<Record<string, number>>;
+  readonly defaultSize: string;
+  /** Images the bootstrap is proven on (the boot tests reproduce them). */
+  readonly images: readonly string[];
+  readonly defaultImage: string;
+  readonly currency: "USD" | "EUR";
+  /** Block storage price per GiB-month. */
+  readonly volumePricePerGiB: number;
+  /** Extra monthly price of the stable address, if any. */
+  readonly addressPrice: number;
+}
+
+/** DigitalOcean, from the provider's docs and the pricing page (2026). Reserved IPs are free while assigned. */
+export const DIGITALOCEAN: ProviderFacts = {
+  name: "digitalocean",
+  title: "DigitalOcean",
+  regions: ["nyc1", "nyc3", "sfo2", "sfo3", "tor1", "atl1", "ams3", "fra1", "lon1", "sgp1", "blr1", "syd1"],
+  sizes: {
+    "s-1vcpu-512mb-10gb": 4,
+    "s-1vcpu-1gb": 6,
+    "s-1vcpu-2gb": 12,
+    "s-2vcpu-2gb": 18,
+    "s-2vcpu-4gb": 24,
+    "s-4vcpu-8gb": 48,
+  },
+  defaultSize: "s-1vcpu-1gb",
+  images: ["debian-12-x64"],
+  defaultImage: "debian-12-x64",
+  currency: "USD",
+  volumePricePerGiB: 0.1,
+  addressPrice: 0,
+};
+
+/** Every provider the kit supports, by config name. */
+export const PROVIDERS: Readonly<Partial<Record<ProviderName, ProviderFacts>>> = {
+  digitalocean: DIGITALOCEAN,
+};
+
+/** AWS regions accepted for the backup bucket. */
+export const AWS_REGIONS = [
+  "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1",
+  "eu-central-1", "eu-central-2", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "eu-south-1", "eu-south-2",
+  "ap-south-1", "ap-southeast-1", "ap-southeast-2", "ap-northeast-1", "ap-northeast-2", "sa-east-1",
+] as const;

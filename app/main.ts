@@ -1,0 +1,31 @@
+import { App } from "cdktf";
+import { join } from "node:path";
+import { ClientStack } from "../stacks/client-stack";
+import { AGENCY } from "./agency";
+import { ConfigError } from "./config/errors";
+import { loadClientsDir } from "./config/load";
+
+/**
+ * The CDKTF app: one stack per client environment found in app/clients/. Invalid configuration fails the
+ * whole synth with every problem listed, and no stack is written.
+ */
+function main(): void {
+  const root = join(__dirname, "..");
+  const clientsDir = process.env.KIT_CLIENTS_DIR ?? join(__dirname, "clients");
+  let environments;
+  try {
+    environments = loadClientsDir(AGENCY, clientsDir, root);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exitCode = 1;
+      return;
+    }
+    throw error;
+  }
+  const app = new App();
+  for (const env of environments) new ClientStack(app, { env, agency: AGENCY });
+  app.synth();
+}
+
+main();

@@ -1,0 +1,80 @@
+/**
+ * The server's layout: every path, user, unit and port the kit puts on a server, in one place.
+ *
+ * The cloud-init renderer, the deploy/restore/drill scripts and the tests all read these values; nothing
+ * else spells out a server path. docs/server-layout.md describes the same layout for humans (a test keeps
+ * the two in step).
+ */
+export const LAYOUT = {
+  users: {
+    /** Login user for people and scripts (SSH keys only, passwordless sudo). Root login is off. */
+    deploy: "deploy",
+    /** Unprivileged system user that runs the app, Litestream and the backups; owns the data directory. */
+    app: "app",
+  },
+
+  /** The persistent block volume is mounted here (never on the root disk). */
+  volumeMount: "/mnt/data",
+  /** SQLite database and its -wal/-shm files (the only path the app may write to). */
+  dbDir: "/mnt/data/db",
+  dbFile: "/mnt/data/db/app.sqlite3",
+  /** Fallback backups kept on the volume (gzip'd `.backup` copies). */
+  backupDir: "/mnt/data/backups",
+  /** Databases moved aside by restore/rollback: never deleted, so every step can be undone. */
+  asideDir: "/mnt/data/aside",
+
+  /** App releases: each deploy clones into releases/<id>; slots/<port> points at the release a slot runs. */
+  appRoot: "/srv/app",
+  releasesDir: "/srv/app/releases",
+  slotsDir: "/srv/app/slots",
+  /** Deno's module cache (systemd CacheDirectory=app). */
+  denoDir: "/var/cache/app/deno",
+
+  /** Kit configuration read by the server-side scripts (non-secret). */
+  kitEnvFile: "/etc/kit/kit.env",
+  /** The app's non-secret environment. */
+  appEnvFile: "/etc/app/app.env",
+  /** The app's secrets (0600 root; read by systemd before it drops privileges). */
+  appSecretsFile: "/etc/app/secrets.env",
+  /** Private key used to clone a private git repo (0600 root), when configured. */
+  gitDeployKeyFile: "/etc/app/git-deploy-key",
+  /** S3 credentials for Litestream and the fallback upload (0600 root). */
+  s3CredentialsFile: "/etc/kit/s3.env",
+  litestreamConfig: "/etc/litestream.yml",
+  caddyfile: "/etc/caddy/Caddyfile",
+
+  /** Server-side scripts written by the bootstrap. */
+  libDir: "/usr/local/lib/kit",
+  /** Where downloads land during the bootstrap (tmpfs: never fills the root disk). */
+  runDir: "/run/kit",
+  /** Written when the bootstrap finished; its content is the release that was started. */
+  bootstrapDoneFile: "/var/lib/kit/bootstrap-done",
+
+  units: {
+    /** Template unit: app@<port>.service runs the release in slots/<port> on 127.0.0.1:<port>. */
+    app: "app@.service",
+    litestream: "litestream.service",
+    /** Oneshot before the app's first start: restores the database from S3 when the volume is empty. */
+    restore: "db-restore.service",
+    fallbackBackup: "fallback-backup.service",
+    fallbackBackupTimer: "fallback-backup.timer",
+  },
+
+  ports: {
+    /** Litestream's Prometheus metrics (loopback only). */
+    litestreamMetrics: 9090,
+    http: 80,
+    https: 443,
+  },
+
+  /** Key prefixes inside the backup bucket, below the environment's prefix (`<env>/`). */
+  bucket: {
+    litestream: "litestream",
+    fallback: "fallback",
+  },
+} as const;
+
+/** Path of the systemd unit instance that runs the app on `port`. */
+export function appUnit(port: number): string {
+  return `app@${port}.service`;
+}

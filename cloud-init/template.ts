@@ -1,0 +1,42 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+
+export const TEMPLATES_DIR = join(__dirname, "templates");
+
+/** A value substituted into a template. */
+export type TemplateValue = string | number;
+
+/**
+ * Fills `{{name}}` placeholders in `cloud-init/templates/<relPath>`. Strict both ways: a placeholder with
+ * no value is an error (a typo must not land on a server as an empty setting).
+ */
+export function renderTemplate(
+  relPath: string,
+  values: Readonly<Record<string, TemplateValue>>,
+  quote: (value: string) => string = (v) => v,
+): string {
+  const text = readFileSync(join(TEMPLATES_DIR, relPath), "utf8");
+  const missing = new Set<string>();
+  const out = text.replace(/\{\{([A-Za-z0-9_]+)\}\}/g, (_, name: string) => {
+    if (!(name in values)) {
+      missing.add(name);
+      return "";
+    }
+    return quote(String(values[name]));
+  });
+  if (missing.size > 0) {
+    throw new Error(`template ${relPath}: no value for ${[...missing].map((m) => `{{${m}}}`).join(", ")}`);
+  }
+  return out;
+}
+
+/**
+ * Quotes a value for a file that is both sourced by bash and read by systemd's EnvironmentFile=:
+ * plain words stay bare; anything else goes in single quotes (values never contain a single quote —
+ * validation and the Terraform variables' own checks refuse them).
+ */
+export function envQuote(value: string): string {
+  if (/^[A-Za-z0-9_.\/:@+=,%-]*$/.test(value) && value !== "") return value;
+  if (value.includes("'")) throw new Error(`cannot quote a value containing a single quote: ${value}`);
+  return `'${value}'`;
+}

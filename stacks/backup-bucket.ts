@@ -1,0 +1,155 @@
+import { IamAccessKey } from "@cdktf/provider-aws/lib/iam-access-key";
+import { IamUser } from "@cdktf/provider-aws/lib/iam-user";
+import { IamUserPolicy } from "@cdktf/provider-aws/lib/iam-user-policy";
+import { S3Bucket } from "@cdktf/provider-aws/lib/s3-bucket";
+import { S3BucketLifecycleConfiguration } from "@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration";
+import { S3BucketOwnershipControls } from "@cdktf/provider-aws/lib/s3-bucket-ownership-controls";
+import { S3BucketPolicy } from "@cdktf/provider-aws/lib/s3-bucket-policy";
+import { S3BucketPublicAccessBlock } from "@cdktf/provider-aws/lib/s3-bucket-public-access-block";
+import { S3BucketServerSideEncryptionConfigurationA } from "@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration";
+import { S3BucketVersioningA } from "@cdktf/provider-aws/lib/s3-bucket-versioning";
+import { Construct } from "constructs";
+import { LAYOUT } from "../cloud-init/layout";
+
+export interface BackupBucketProps {
+  /** Globally unique bucket name. Part of the contract: renaming replaces the bucket (backups lost). */
+  readonly bucketName: string;
+  /** Key prefix of the environment inside the bucket (`<env>`); the IAM user is confined to it. */
+  readonly prefix: string;
+  /** Name of the IAM user whose keys the server uses. */
+  readonly iamUserName: string;
+  /** Days a replaced or deleted object version is kept. */
+  readonly noncurrentVersionDays: number;
+  /** Days fallback copies are kept in the bucket (current versions under `<prefix>/fallback/`). */
+  readonly fallbackKeepDays: number;
+  readonly tags: Readonly<Record<string, string>>;
+}
+
+/** The only S3 actions the backup user gets (Litestream's documented minimum; see docs/security.md). */
+export const BUCKET_ACTIONS = ["s3:GetBucketLocation", "s3:ListBucket"] as const;
+export const OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] as const;
+
+/**
+ * A private, versioned, encrypted, TLS-only S3 bucket for one client environment's backups, and an IAM
+ * user whose keys can touch only this environment's prefix in it.
+ *
+ * Construct ids here are part of the public contract: renaming `Bucket` replaces the bucket.
+ */
+export class BackupBucket extends Construct {
+  readonly bucket: S3Bucket;
+  readonly bucketArn: string;
+  readonly accessKey: IamAccessKey;
+
+  constructor(scope: Construct, id: string, private readonly props: BackupBucketProps) {
+    super(scope, id);
+    this.bucketArn = `arn:aws:s3:::${props.bucketName}`;
+    this.bucket = this.createBucket();
+    this.hardenBucket();
+    this.accessKey = this.createBackupUser();
+  }
+
+  private createBucket(): S3Bucket {
+    return new S3Bucket(this, "Bucket", {
+      bucket: this.props.bucketName,
+      // Never let Terraform empty the bucket to delete it.
+      forceDestroy: false,
+      tags: { ...this.props.tags, Purpose: "backups" },
+      lifecycle: { preventDestroy: true },
+    });
+  }
+
+  private hardenBucket(): void {
+    const bucket = this.bucket.id;
+    new S3BucketPublicAccessBlock(this, "PublicAccessBlock", {
+      bucket,
+      blockPublicAcls: true,
+      blockPublicPolicy: true,
+      ignorePublicAcls: true,
+      restrictPublicBuckets: true,
+    });
+    new S3BucketOwnershipControls(this, "OwnershipControls", {
+      bucket,
+      rule: { objectOwnership: "BucketOwnerEnforced" },
+    });
+    new S3BucketVersioningA(this, "Versioning", {
+      bucket,
+      versioningConfiguration: { status: "Enabled" },
+    });
+    new S3BucketServerSideEncryptionConfigurationA(this, "Encryption", {
+      bucket,
+      rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: "AES256" } }],
+    });
+    new S3BucketLifecycleConfiguration(this, "Lifecycle", {
+      bucket,
+      rule: [
+        {
+          id: "expire-noncurrent-versions",
+          status: "Enabled",
+          filter: [{ prefix: "" }],
+          noncurrentVersionExpiration: [{ noncurrentDays: this.props.noncurrentVersionDays }],
+          abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
+          expiration: [{ expiredObjectDeleteMarker: true }],
+        },
+        {
+          id: "expire-old-fallback-copies",
+          status: "Enabled",
+          filter: [{ prefix: `${this.props.prefix}/${LAYOUT.bucket.fallback}/` }],
+          expiration: [{ days: this.props.fallbackKeepDays }],
+        },
+      ],
+    });
+    new S3BucketPolicy(this, "TlsOnlyPolicy", {
+      bucket,
+      policy: JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Sid: "DenyInsecureTransport",
+            Effect: "Deny",
+            Principal: "*",
+            Action: "s3:*",
+            Resource: [this.bucketArn, `${this.bucketArn}/*`],
+            Condition: { Bool: { "aws:SecureTransport": "false" } },
+          },
+        ],
+      }),
+    });
+  }
+
+  private createBackupUser(): IamAccessKey {
+    const { prefix } = this.props;
+    const user = new IamUser(this, "BackupUser", {
+      name: this.props.iamUserName,
+      tags: { ...this.props.tags, Purpose: "backups" },
+    });
+    new IamUserPolicy(this, "BackupUserPolicy", {
+      name: "backups-of-this-environment-only",
+      user: user.name,
+      policy: JSON.stringify({
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Sid: "FindTheBucket",
+            Effect: "Allow",
+            Action: ["s3:GetBucketLocation"],
+            Resource: this.bucketArn,
+          },
+          {
+            Sid: "ListThisEnvironmentOnly",
+            Effect: "Allow",
+            Action: ["s3:ListBucket"],
+            Resource: this.bucketArn,
+            Condition: { StringLike: { "s3:prefix": [prefix, `${prefix}/*`] } },
+          },
+          {
+            Sid: "ReadWriteThisEnvironmentOnly",
+            Effect: "Allow",
+            Action: [...OBJECT_ACTIONS],
+            Resource: `${this.bucketArn}/${prefix}/*`,
+          },
+        ],
+      }),
+    });
+    return new IamAccessKey(this, "BackupUserKey", { user: user.name });
+  }
+}

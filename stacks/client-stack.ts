@@ -1,0 +1,126 @@
+import { AwsProvider } from "@cdktf/provider-aws/lib/provider";
+import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
+import type { Construct } from "constructs";
+import type { AgencySettings, ProviderName, ResolvedEnvironment } from "../app/config/types";
+import { LAYOUT } from "../cloud-init/layout";
+import { renderUserData, type RenderOverrides } from "../cloud-init/render";
+import { BackupBucket } from "./backup-bucket";
+import { digitalOcean } from "./server/digitalocean";
+import type { ServerPlatform } from "./server/server-platform";
+
+/** The server part of each provider. */
+export const PLATFORMS: Readonly<Partial<Record<ProviderName, ServerPlatform>>> = {
+  digitalocean: digitalOcean,
+};
+
+export interface ClientStackProps {
+  readonly env: ResolvedEnvironment;
+  readonly agency: AgencySettings;
+  /** Test-only knobs passed to the user data renderer. */
+  readonly renderOverrides?: RenderOverrides;
+}
+
+/**
+ * One client environment (`<client>-<env>`): a server with its data volume on the client's provider, and
+ * the environment's backup bucket and IAM user on AWS.
+ */
+export class ClientStack extends TerraformStack {
+  constructor(scope: Construct, props: ClientStackProps) {
+    const { env, agency } = props;
+    super(scope, env.stackName);
+    this.configureState(agency, env);
+    const tags = { managedBy: "kit", agency: agency.namePrefix, client: env.client, environment: env.environment };
+
+    new AwsProvider(this, "Aws", { region: env.backups.region, defaultTags: [{ tags }] });
+    const backups = new BackupBucket(this, "Backups", {
+      bucketName: env.names.bucket,
+      prefix: env.names.bucketPrefix,
+      iamUserName: env.names.iamUser,
+      noncurrentVersionDays: env.backups.noncurrentVersionDays,
+      fallbackKeepDays: env.backups.fallback.keepDays,
+      tags,
+    });
+
+    const secrets = this.secretVariables(env);
+    const platform = PLATFORMS[env.provider];
+    if (!platform) throw new Error(`no server platform for provider ${env.provider}`);
+    const server = platform.create(this, {
+      env,
+      tags,
+      userData: (volumeDevice) =>
+        renderUserData(
+          env,
+          {
+            volumeDevice,
+            bucket: env.names.bucket,
+            region: env.backups.region,
+            s3Credentials: { accessKeyId: backups.accessKey.id, secretAccessKey: backups.accessKey.secret },
+            appSecrets: secrets.app,
+            gitDeployKey: secrets.gitDeployKey,
+          },
+          { base64: (content) => Fn.base64encode(content), overrides: props.renderOverrides },
+        ),
+    });
+
+    this.outputs(env, server.ipv4, server.ipv6, backups);
+  }
+
+  private configureState(agency: AgencySettings, env: ResolvedEnvironment): void {
+    const backend = agency.stateBackend ?? { type: "local" };
+    if (backend.type === "s3") {
+      const s3 = new S3Backend(this, {
+        bucket: backend.bucket,
+        region: backend.region,
+        key: `${backend.keyPrefix ?? agency.namePrefix}/${env.stackName}.tfstate`,
+        encrypt: true,
+      });
+      // S3-native state locking (Terraform ≥ 1.10); cdktf 0.21 predates the typed option.
+      s3.addOverride("use_lockfile", true);
+    } else {
+      // Gitignored: state holds the backup user's secret key.
+      new LocalBackend(this, { path: `terraform.${env.stackName}.tfstate` });
+    }
+  }
+
+  /** Secrets are sensitive variables: their values never appear in the synthesized Terraform. */
+  private secretVariables(env: ResolvedEnvironment): { app: Record<string, string>; gitDeployKey?: string } {
+    const oneLineNoQuote = {
+      condition: "${!can(regex(\"['\\\\r\\\\n]\", var.%NAME%))}",
+      errorMessage: "Secret values must be one line without single quotes (they land in a systemd EnvironmentFile).",
+    };
+    const app: Record<string, string> = {};
+    for (const name of env.app.secrets) {
+      const variable = new TerraformVariable(this, `secret_${name}`, {
+        type: "string",
+        sensitive: true,
+        nullable: false,
+        description: `Value of the app secret ${name} (set TF_VAR_secret_${name}).`,
+        validation: [{ ...oneLineNoQuote, condition: oneLineNoQuote.condition.replace("%NAME%", `secret_${name}`) }],
+      });
+      app[name] = variable.stringValue;
+    }
+    if (!env.app.privateRepo) return { app };
+    const key = new TerraformVariable(this, "git_deploy_key", {
+      type: "string",
+      sensitive: true,
+      nullable: false,
+      description: "SSH private key (read-only deploy key) for cloning the app's private repo (set TF_VAR_git_deploy_key).",
+    });
+    return { app, gitDeployKey: key.stringValue };
+  }
+
+  private outputs(env: ResolvedEnvironment, ipv4: string, ipv6: string, backups: BackupBucket): void {
+    const output = (id: string, value: string | number, description: string, sensitive = false) =>
+      new TerraformOutput(this, id, { value, description, sensitive });
+    output("ipv4", ipv4, "Stable public IPv4 of the server (survives a rebuild).");
+    output("ipv6", ipv6, "Public IPv6 of the server.");
+    output("ssh_user", LAYOUT.users.deploy, "User to SSH in as (keys only).");
+    output("bucket", env.names.bucket, "Backup bucket.");
+    output("region", env.backups.region, "Region of the backup bucket.");
+    output("replica_path", `${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}`, "Key prefix of the Litestream replica in the bucket.");
+    output("replica_url", `s3://${env.names.bucket}/${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}`, "Litestream replica URL.");
+    output("app_port", env.app.port, "Loopback port of the app's first slot.");
+    output("access_key_id", backups.accessKey.id, "Access key id of the backup IAM user.");
+    output("secret_access_key", backups.accessKey.secret, "Secret key of the backup IAM user.", true);
+  }
+}

@@ -1,0 +1,140 @@
+import { DataDigitaloceanSshKey } from "@cdktf/provider-digitalocean/lib/data-digitalocean-ssh-key";
+import { Droplet } from "@cdktf/provider-digitalocean/lib/droplet";
+import { Firewall } from "@cdktf/provider-digitalocean/lib/firewall";
+import { Project } from "@cdktf/provider-digitalocean/lib/project";
+import { DigitaloceanProvider } from "@cdktf/provider-digitalocean/lib/provider";
+import { Record as DnsRecord } from "@cdktf/provider-digitalocean/lib/record";
+import { ReservedIp } from "@cdktf/provider-digitalocean/lib/reserved-ip";
+import { ReservedIpAssignment } from "@cdktf/provider-digitalocean/lib/reserved-ip-assignment";
+import { Volume } from "@cdktf/provider-digitalocean/lib/volume";
+import { VolumeAttachment } from "@cdktf/provider-digitalocean/lib/volume-attachment";
+import { Token } from "cdktf";
+import { Construct } from "constructs";
+import type { ResolvedEnvironment } from "../../app/config/types";
+import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform";
+
+/** Where DigitalOcean exposes a volume inside the droplet (by its name). */
+export function digitalOceanVolumeDevice(volumeName: string): string {
+  return `/dev/disk/by-id/scsi-0DO_Volume_${volumeName}`;
+}
+
+/** DigitalOcean tags: lowercase letters, digits, `:`, `-`, `_`. */
+const doTag = (key: string, value: string) => `${key}:${value}`.toLowerCase().replace(/[^a-z0-9:_-]/g, "-");
+
+/**
+ * A droplet with a data volume, a cloud firewall, a reserved IP, optional DNS records and a project
+ * grouping them. The DigitalOcean API token comes from DIGITALOCEAN_TOKEN at deploy time.
+ *
+ * Construct ids here are part of the public contract: renaming `DataVolume` replaces the volume (data loss).
+ */
+export class DigitalOceanServer extends Construct implements ProvisionedServer {
+  readonly ipv4: string;
+  readonly ipv6: string;
+  private readonly env: ResolvedEnvironment;
+
+  constructor(scope: Construct, id: string, private readonly props: ServerPlatformProps) {
+    super(scope, id);
+    this.env = props.env;
+    new DigitaloceanProvider(this, "Provider", {});
+    const volume = this.createVolume();
+    const droplet = this.createDroplet(volume);
+    this.createFirewall(droplet);
+    const address = this.createReservedIp(droplet);
+    this.ipv4 = address.ipAddress;
+    this.ipv6 = droplet.ipv6Address;
+    this.createDnsRecords();
+    this.createProject([droplet.urn, volume.urn, address.urn]);
+  }
+
+  private createVolume(): Volume {
+    return new Volume(this, "DataVolume", {
+      // The name is the device name inside the droplet and derives only from stable ids: a contract.
+      name: this.env.names.volume,
+      region: this.env.region,
+      size: this.env.volume.sizeGiB,
+      initialFilesystemType: "ext4",
+      description: `Data volume (SQLite database) of ${this.env.stackName}`,
+      lifecycle: { preventDestroy: true },
+    });
+  }
+
+  private createDroplet(volume: Volume): Droplet {
+    const sshKeys = this.env.sshKeys.map(
+      (key, i) => new DataDigitaloceanSshKey(this, `SshKey${i}`, { name: key.name }).id,
+    );
+    const droplet = new Droplet(this, "Droplet", {
+      name: this.env.names.server,
+      region: this.env.region,
+      size: this.env.size,
+      image: this.env.image,
+      monitoring: true,
+      ipv6: true,
+      gracefulShutdown: true,
+      sshKeys: sshKeys.map((id) => Token.asString(id)),
+      tags: Object.entries(this.props.tags).map(([k, v]) => doTag(k, v)),
+      userData: this.props.userData(digitalOceanVolumeDevice(volume.name)),
+      lifecycle: {
+        // Any user_data change would replace the droplet. cloud-init only runs at first boot anyway;
+        // later configuration changes are pushed over SSH by scripts/deploy.ts.
+        ignoreChanges: ["user_data"],
+      },
+    });
+    new VolumeAttachment(this, "DataVolumeAttachment", {
+      dropletId: Token.asNumber(droplet.id),
+      volumeId: volume.id,
+    });
+    return droplet;
+  }
+
+  private createFirewall(droplet: Droplet): Firewall {
+    const anywhere = ["0.0.0.0/0", "::/0"];
+    return new Firewall(this, "Firewall", {
+      name: this.env.names.server,
+      dropletIds: [Token.asNumber(droplet.id)],
+      // Stateful and default-deny: nothing inbound but these three ports.
+      inboundRule: [
+        { protocol: "tcp", portRange: "22", sourceAddresses: [...this.env.sshAllowedCidrs] },
+        { protocol: "tcp", portRange: "80", sourceAddresses: anywhere },
+        { protocol: "tcp", portRange: "443", sourceAddresses: anywhere },
+      ],
+      // Outbound: packages, git, S3, ACME (Let's Encrypt), DNS, NTP.
+      outboundRule: [
+        { protocol: "tcp", portRange: "1-65535", destinationAddresses: anywhere },
+        { protocol: "udp", portRange: "1-65535", destinationAddresses: anywhere },
+        { protocol: "icmp", destinationAddresses: anywhere },
+      ],
+    });
+  }
+
+  private createReservedIp(droplet: Droplet): ReservedIp {
+    const address = new ReservedIp(this, "ReservedIp", { region: this.env.region });
+    new ReservedIpAssignment(this, "ReservedIpAssignment", {
+      ipAddress: address.ipAddress,
+      dropletId: Token.asNumber(droplet.id),
+    });
+    return address;
+  }
+
+  private createDnsRecords(): void {
+    const domain = this.env.domain;
+    if (!domain?.digitalOceanZone) return;
+    const zone = domain.digitalOceanZone;
+    const name = domain.name === zone ? "@" : domain.name.slice(0, -(zone.length + 1));
+    new DnsRecord(this, "DnsA", { domain: zone, type: "A", name, value: this.ipv4, ttl: 300 });
+    new DnsRecord(this, "DnsAAAA", { domain: zone, type: "AAAA", name, value: this.ipv6, ttl: 300 });
+  }
+
+  private createProject(resources: string[]): void {
+    new Project(this, "Project", {
+      name: this.env.names.server,
+      description: `${this.env.client} ${this.env.environment} (managed by the kit)`,
+      purpose: "Web Application",
+      environment: this.env.environment === "prod" ? "Production" : this.env.environment === "staging" ? "Staging" : "Development",
+      resources,
+    });
+  }
+}
+
+export const digitalOcean: ServerPlatform = {
+  create: (scope, props) => new DigitalOceanServer(scope, "Server", props),
+};
