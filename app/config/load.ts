@@ -41,6 +41,8 @@ export function loadEnvironments(
 
 /** Loads every client file in `dir` (paths in messages are relative to `root`). */
 export function loadClientsDir(agency: AgencySettings, dir: string, root = process.cwd()): ResolvedEnvironment[] {
-  const clients = clientFiles(dir).map((file) => ({ config: readClientFile(file), file: relative(root, file) }));
+  // Messages name files relative to the repo (app/clients/acme.ts), or absolute when outside it.
+  const display = (file: string) => (relative(root, file).startsWith("..") ? file : relative(root, file));
+  const clients = clientFiles(dir).map((file) => ({ config: readClientFile(file), file: display(file) }));
   return loadEnvironments(agency, clients);
 }

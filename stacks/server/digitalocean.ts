@@ -72,7 +72,7 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
       gracefulShutdown: true,
       sshKeys: sshKeys.map((id) => Token.asString(id)),
       tags: Object.entries(this.props.tags).map(([k, v]) => doTag(k, v)),
-      userData: this.props.userData(digitalOceanVolumeDevice(volume.name)),
+      userData: this.props.userData(digitalOceanVolumeDevice(this.env.names.volume)),
       lifecycle: {
         // Any user_data change would replace the droplet. cloud-init only runs at first boot anyway;
         // later configuration changes are pushed over SSH by scripts/deploy.ts.

@@ -1,0 +1,204 @@
+/**
+ * The rendered user data, checked with the real tools: cloud-init's own schema validator and shellcheck.
+ * (test/e2e boots it for real in a systemd container.)
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { LAYOUT } from "../cloud-init/layout";
+import { renderUserData } from "../cloud-init/render";
+import { SCRIPTS, serverFiles, UNITS } from "../cloud-init/server-files";
+import { renderTemplate } from "../cloud-init/template";
+import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "./support/environments";
+
+let scratch: string;
+beforeAll(() => {
+  scratch = mkdtempSync(join(tmpdir(), "kit-cloud-init-"));
+});
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+const render = (stackName: string) => {
+  const env = shippedEnvironment(stackName);
+  return renderUserData(env, concreteServerValues(env), { base64 });
+};
+
+describe.each(shippedEnvironments().map((env) => env.stackName))("user data of %s", (stackName) => {
+  let userData: string;
+  beforeAll(() => {
+    userData = render(stackName);
+  });
+
+  test("passes `cloud-init schema --config-file`", () => {
+    const file = join(scratch, `${stackName}.yaml`);
+    writeFileSync(file, userData);
+    const result = spawnSync("cloud-init", ["schema", "--config-file", file], { encoding: "utf8" });
+    expect(`${result.stdout}${result.stderr}`).toContain("Valid cloud-config");
+    expect(result.status).toBe(0);
+  });
+
+  test("fits Hetzner's 32 KiB user data limit (DigitalOcean allows 64 KiB)", () => {
+    expect(Buffer.byteLength(userData)).toBeLessThan(32 * 1024);
+  });
+});
+
+describe("user data of example-prod", () => {
+  const env = shippedEnvironment("example-prod");
+  const config = parse(render("example-prod"));
+  const written = (path: string) => config.write_files.find((f: { path: string }) => f.path === path);
+
+  test("SSH: keys only, no root, no passwords, a non-root deploy user with the configured keys", () => {
+    expect(config.ssh_pwauth).toBe(false);
+    expect(config.disable_root).toBe(true);
+    expect(config.users[0]).toMatchObject({
+      name: "deploy",
+      lock_passwd: true,
+      ssh_authorized_keys: env.sshKeys.map((k) => k.publicKey),
+    });
+    const sshd = written("/etc/ssh/sshd_config.d/10-kit.conf").content;
+    // sorts before cloud-init's 50-cloud-init.conf: sshd keeps the first value it reads
+    expect(sshd).toMatch(/^PermitRootLogin no$/m);
+    expect(sshd).toMatch(/^PasswordAuthentication no$/m);
+    expect(sshd).toMatch(/^KbdInteractiveAuthentication no$/m);
+  });
+
+  test("unattended security upgrades are installed and enabled", () => {
+    expect(config.packages).toContain("unattended-upgrades");
+    expect(written("/etc/apt/apt.conf.d/20auto-upgrades").content).toContain('APT::Periodic::Unattended-Upgrade "1";');
+  });
+
+  test("credentials are in 0600 root files, base64-encoded, never in plain text in the user data", () => {
+    const s3 = written(LAYOUT.s3CredentialsFile);
+    expect(s3).toMatchObject({ owner: "root:root", permissions: "0600", encoding: "b64" });
+    expect(Buffer.from(s3.content, "base64").toString()).toBe(
+      "AWS_ACCESS_KEY_ID=AKIAEXAMPLEEXAMPLE00\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
+    );
+    expect(written(LAYOUT.appSecretsFile)).toMatchObject({ permissions: "0600", encoding: "b64" });
+    expect(render("example-prod")).not.toContain("wJalrXUtnFEMI");
+  });
+
+  test("Litestream replicates the database on the volume to <bucket>/<env>/litestream, 1 h snapshots", () => {
+    const litestream = parse(written(LAYOUT.litestreamConfig).content);
+    expect(litestream.dbs).toEqual([
+      {
+        path: "/mnt/data/db/app.sqlite3",
+        replicas: [
+          {
+            name: "s3",
+            type: "s3",
+            bucket: "pixelco-example-prod-backups",
+            path: "prod/litestream",
+            region: "eu-central-1",
+            "sync-interval": "1s",
+            "snapshot-interval": "1h",
+            retention: "72h",
+          },
+        ],
+      },
+    ]);
+    expect(litestream.addr).toBe("127.0.0.1:9090");
+  });
+
+  test("an S3-compatible endpoint is configured path-style for Litestream and the fallback upload", () => {
+    const files = serverFiles(env, concreteServerValues(env, { s3Endpoint: "http://127.0.0.1:9000" }));
+    const litestream = parse(files.find((f) => f.path === LAYOUT.litestreamConfig)!.content);
+    expect(litestream.dbs[0].replicas[0]).toMatchObject({ endpoint: "http://127.0.0.1:9000", "force-path-style": true });
+    expect(files.find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("S3_ENDPOINT=http://127.0.0.1:9000");
+  });
+
+  test("the app unit runs unprivileged and sandboxed, writing only to the data directory, never without the volume", () => {
+    const unit = written("/etc/systemd/system/app@.service").content;
+    expect(unit).toMatch(/^User=app$/m);
+    expect(unit).toMatch(/^NoNewPrivileges=yes$/m);
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+    expect(unit).toMatch(/^ReadWritePaths=\/mnt\/data\/db$/m);
+    expect(unit).toMatch(/^RequiresMountsFor=\/mnt\/data$/m);
+    expect(unit).toMatch(/^ExecStartPre=\/usr\/local\/lib\/kit\/require-volume.sh$/m);
+    expect(unit).toMatch(/^EnvironmentFile=-\/etc\/app\/secrets.env$/m);
+    expect(unit).toMatch(/^Environment=PORT=%i HOST=127.0.0.1 DATABASE_URL=\/mnt\/data\/db\/app.sqlite3 /m);
+    expect(unit).toMatch(/^Requires=db-restore.service$/m);
+  });
+
+  test("Litestream and the restore run as the app user after the volume is mounted", () => {
+    for (const unit of ["litestream.service", "db-restore.service"]) {
+      const text = written(`/etc/systemd/system/${unit}`).content;
+      expect(text).toMatch(/^User=app$/m);
+      expect(text).toMatch(/^RequiresMountsFor=\/mnt\/data$/m);
+      expect(text).toMatch(/^EnvironmentFile=\/etc\/kit\/s3.env$/m);
+    }
+  });
+
+  test("Caddy serves the domain (automatic HTTPS), or plain :80 when there is none", () => {
+    expect(written(LAYOUT.caddyfile)).toMatchObject({ defer: true });
+    expect(written(LAYOUT.caddyfile).content).toMatch(/^app\.example-client\.com \{$/m);
+    expect(written(LAYOUT.caddyfile).content).toContain("reverse_proxy 127.0.0.1:8000");
+    const staging = parse(render("example-staging"));
+    expect(staging.write_files.find((f: { path: string }) => f.path === LAYOUT.caddyfile).content).toMatch(/^:80 \{$/m);
+  });
+
+  test("the pinned artifacts are downloaded with their sha256; a mirror can override the URL", () => {
+    const kitEnv = written(LAYOUT.kitEnvFile).content;
+    expect(kitEnv).toContain("DENO_URL=https://registry.npmjs.org/@deno/linux-x64-glibc/-/linux-x64-glibc-2.9.6.tgz");
+    expect(kitEnv).toMatch(/^DENO_SHA256=[0-9a-f]{64}$/m);
+    expect(kitEnv).toMatch(/^LITESTREAM_SHA256=[0-9a-f]{64}$/m);
+    const mirrored = serverFiles(env, concreteServerValues(env), { artifacts: { deno: { url: "http://127.0.0.1:8080/deno.tgz" } } });
+    expect(mirrored.find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("DENO_URL=http://127.0.0.1:8080/deno.tgz");
+  });
+
+  test("runcmd starts the bootstrap unit, so a failure shows in `systemctl --failed`", () => {
+    expect(config.runcmd).toEqual([
+      ["systemctl", "daemon-reload"],
+      expect.stringMatching(/^systemctl start kit-bootstrap.service \|\| /),
+    ]);
+  });
+});
+
+describe("server scripts", () => {
+  const env = shippedEnvironment("example-prod");
+  const files = serverFiles(env, concreteServerValues(env));
+
+  test.each(SCRIPTS.map((s) => [s]))("%s passes shellcheck as rendered", (script) => {
+    const file = files.find((f) => f.path === `${LAYOUT.libDir}/${script}`)!;
+    const path = join(scratch, script);
+    writeFileSync(path, file.content);
+    const result = spawnSync("shellcheck", ["--severity=style", "--shell=bash", path], { encoding: "utf8" });
+    expect(result.stdout).toBe("");
+    expect(result.status).toBe(0);
+    expect(file.content.split("\n")[1]).toMatch(/^#/); // a comment saying what it is for
+    expect(file.content).toContain("set -euo pipefail");
+  });
+
+  test("the rendered kit.env is valid shell (sourced by every script)", () => {
+    const kitEnv = files.find((f) => f.path === LAYOUT.kitEnvFile)!.content;
+    const out = execFileSync("bash", ["-c", `set -eu; ${kitEnv}\necho "$DB_FILE $S3_BUCKET $APP_PORT"`], { encoding: "utf8" });
+    expect(out.trim()).toBe("/mnt/data/db/app.sqlite3 pixelco-example-prod-backups 8000");
+  });
+
+  test("every unit template renders with the layout's values (no stray placeholder)", () => {
+    for (const unit of UNITS) {
+      const content = files.find((f) => f.path === `/etc/systemd/system/${unit}`)!.content;
+      expect(content).not.toMatch(/\{\{|\}\}/);
+    }
+  });
+
+  test("a template placeholder without a value is an error, not an empty setting", () => {
+    expect(() => renderTemplate("config/Caddyfile", { siteAddress: ":80" })).toThrow("template config/Caddyfile: no value for {{appPort}}");
+    expect(renderTemplate("config/Caddyfile", { siteAddress: ":80", appPort: 8000 })).toContain("127.0.0.1:8000");
+  });
+});
+
+describe("docs/server-layout.md", () => {
+  test("names every path, user and unit of the layout (one source of truth, written down once)", () => {
+    const doc = readFileSync(join(REPO_ROOT, "docs", "server-layout.md"), "utf8");
+    const facts: string[] = [];
+    const collect = (value: unknown) => {
+      if (typeof value === "string") facts.push(value);
+      else if (typeof value === "number") facts.push(String(value));
+      else if (value && typeof value === "object") Object.values(value).forEach(collect);
+    };
+    collect(LAYOUT);
+    const missing = facts.filter((fact) => !doc.includes(fact));
+    expect(missing).toEqual([]);
+  });
+});

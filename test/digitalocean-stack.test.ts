@@ -1,0 +1,233 @@
+/**
+ * What the DigitalOcean + S3 stack guarantees. Snapshots record the whole synthesized Terraform; the named
+ * tests below assert what matters for security and data, named after the scanner checks they mirror.
+ */
+import { OBJECT_ACTIONS } from "../stacks/backup-bucket";
+import { shippedEnvironment, shippedEnvironments } from "./support/environments";
+import { type SynthesizedStack, synthesize } from "./support/synth";
+
+describe("every shipped client stack", () => {
+  test.each(shippedEnvironments().map((env) => [env.stackName, env] as const))("%s matches its snapshot", (_name, env) => {
+    expect(synthesize(env).json).toMatchSnapshot();
+  });
+});
+
+describe("example-prod (DigitalOcean)", () => {
+  let stack: SynthesizedStack;
+  const env = shippedEnvironment("example-prod");
+  const bucketArn = `arn:aws:s3:::${env.names.bucket}`;
+  beforeAll(() => {
+    stack = synthesize(env);
+  });
+
+  describe("data is never destroyed by Terraform", () => {
+    test("the data volume has prevent_destroy, is ext4, and is named from stable ids only", () => {
+      expect(stack.resource("digitalocean_volume")).toMatchObject({
+        name: "pixelco-example-prod-data",
+        initial_filesystem_type: "ext4",
+        size: 10,
+        region: "fra1",
+        lifecycle: { prevent_destroy: true },
+      });
+    });
+
+    test("the backup bucket has prevent_destroy and is never force-destroyed", () => {
+      expect(stack.resource("aws_s3_bucket")).toMatchObject({
+        bucket: "pixelco-example-prod-backups",
+        force_destroy: false,
+        lifecycle: { prevent_destroy: true },
+      });
+    });
+
+    test("droplet ignores user_data changes (a change would replace the droplet)", () => {
+      expect(stack.resource("digitalocean_droplet").lifecycle).toEqual({ ignore_changes: ["user_data"] });
+    });
+
+    test("the volume is attached with a volume_attachment, not the droplet's volume_ids", () => {
+      expect(stack.resource("digitalocean_droplet").volume_ids).toBeUndefined();
+      expect(stack.resource("digitalocean_volume_attachment")).toMatchObject({
+        droplet_id: expect.stringContaining("digitalocean_droplet."),
+        volume_id: expect.stringContaining("digitalocean_volume."),
+      });
+    });
+  });
+
+  describe("server", () => {
+    test("droplet: monitoring, IPv6, tags, Debian 12, configured size and region", () => {
+      expect(stack.resource("digitalocean_droplet")).toMatchObject({
+        name: "pixelco-example-prod",
+        image: "debian-12-x64",
+        size: "s-1vcpu-1gb",
+        region: "fra1",
+        monitoring: true,
+        ipv6: true,
+        tags: expect.arrayContaining(["client:example", "environment:prod", "managedby:kit"]),
+      });
+    });
+
+    test("the droplet's user data mounts the volume by its DigitalOcean device path", () => {
+      expect(stack.resource("digitalocean_droplet").user_data).toContain(
+        "VOLUME_DEVICE=/dev/disk/by-id/scsi-0DO_Volume_pixelco-example-prod-data",
+      );
+    });
+
+    test("secrets reach the user data only as Terraform references, base64-encoded", () => {
+      const userData: string = stack.resource("digitalocean_droplet").user_data;
+      expect(userData).toContain("${base64encode(\"AWS_ACCESS_KEY_ID='${aws_iam_access_key.");
+      expect(userData).toContain("${var.secret_SESSION_SECRET}");
+      expect(stack.json.variable.secret_SESSION_SECRET).toMatchObject({ sensitive: true, nullable: false, type: "string" });
+    });
+
+    test("a reserved IP is assigned to the droplet (the address survives a rebuild)", () => {
+      expect(stack.resource("digitalocean_reserved_ip")).toMatchObject({ region: "fra1" });
+      expect(stack.resource("digitalocean_reserved_ip_assignment")).toMatchObject({
+        ip_address: expect.stringContaining("digitalocean_reserved_ip."),
+        droplet_id: expect.stringContaining("digitalocean_droplet."),
+      });
+    });
+
+    test("DNS A/AAAA records point the domain at the reserved IP and the droplet's IPv6", () => {
+      const records = stack.resources("digitalocean_record");
+      expect(records).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ domain: "example-client.com", name: "app", type: "A", value: expect.stringContaining("digitalocean_reserved_ip.") }),
+          expect.objectContaining({ domain: "example-client.com", name: "app", type: "AAAA", value: expect.stringContaining(".ipv6_address") }),
+        ]),
+      );
+    });
+
+    test("a project groups the droplet, the volume and the reserved IP", () => {
+      const resources: string[] = stack.resource("digitalocean_project").resources;
+      expect(resources).toHaveLength(3);
+      expect(resources.join(" ")).toMatch(/digitalocean_droplet\..*urn.*digitalocean_volume\..*urn.*digitalocean_reserved_ip\..*urn/);
+    });
+
+    test("SSH keys are the account's keys looked up by name (DigitalOcean rejects duplicate key uploads)", () => {
+      expect(Object.values(stack.json.data.digitalocean_ssh_key)).toEqual([{ name: "jane" }]);
+    });
+  });
+
+  describe("firewall (AVD-DIG-0001/0003 waived for 80/443 only)", () => {
+    test("inbound: SSH only from the configured CIDRs, 80/443 from anywhere, nothing else", () => {
+      const firewall = stack.resource("digitalocean_firewall");
+      expect(firewall.inbound_rule).toEqual([
+        { protocol: "tcp", port_range: "22", source_addresses: ["203.0.113.10/32", "2001:db8:1234::/48"] },
+        { protocol: "tcp", port_range: "80", source_addresses: ["0.0.0.0/0", "::/0"] },
+        { protocol: "tcp", port_range: "443", source_addresses: ["0.0.0.0/0", "::/0"] },
+      ]);
+      expect(firewall.droplet_ids).toEqual([expect.stringContaining("digitalocean_droplet.")]);
+    });
+  });
+
+  describe("backup bucket", () => {
+    test("CKV2_AWS_6 / S3.1 / S3.8: all four public access block settings", () => {
+      expect(stack.resource("aws_s3_bucket_public_access_block")).toMatchObject({
+        block_public_acls: true,
+        block_public_policy: true,
+        ignore_public_acls: true,
+        restrict_public_buckets: true,
+      });
+    });
+
+    test("CKV_AWS_21 / AVD-AWS-0090: versioning enabled", () => {
+      expect(stack.resource("aws_s3_bucket_versioning").versioning_configuration).toEqual({ status: "Enabled" });
+    });
+
+    test("CKV_AWS_19: default encryption at rest", () => {
+      expect(stack.resource("aws_s3_bucket_server_side_encryption_configuration").rule).toEqual([
+        { apply_server_side_encryption_by_default: { sse_algorithm: "AES256" } },
+      ]);
+    });
+
+    test("S3.12: ACLs disabled (BucketOwnerEnforced)", () => {
+      expect(stack.resource("aws_s3_bucket_ownership_controls").rule).toEqual({ object_ownership: "BucketOwnerEnforced" });
+    });
+
+    test("CKV2_AWS_61 / S3.10 / S3.13: noncurrent versions expire, incomplete uploads abort after 7 days", () => {
+      const rules = stack.resource("aws_s3_bucket_lifecycle_configuration").rule;
+      expect(rules).toContainEqual(
+        expect.objectContaining({
+          status: "Enabled",
+          noncurrent_version_expiration: [{ noncurrent_days: 30 }],
+          abort_incomplete_multipart_upload: [{ days_after_initiation: 7 }],
+        }),
+      );
+      expect(rules).toContainEqual(expect.objectContaining({ filter: [{ prefix: "prod/fallback/" }], expiration: [{ days: 7 }] }));
+    });
+
+    test("Security Hub S3.5: the bucket policy denies every request without TLS", () => {
+      const policy = JSON.parse(stack.resource("aws_s3_bucket_policy").policy);
+      expect(policy.Statement).toEqual([
+        {
+          Sid: "DenyInsecureTransport",
+          Effect: "Deny",
+          Principal: "*",
+          Action: "s3:*",
+          Resource: [bucketArn, `${bucketArn}/*`],
+          Condition: { Bool: { "aws:SecureTransport": "false" } },
+        },
+      ]);
+    });
+  });
+
+  describe("backup IAM user (Security Hub IAM.2 waived: a VPS outside AWS needs long-lived keys)", () => {
+    test("is allowed exactly GetBucketLocation, ListBucket on its prefix, and Get/Put/DeleteObject under <bucket>/prod/*", () => {
+      const policy = JSON.parse(stack.resource("aws_iam_user_policy").policy);
+      expect(policy.Statement).toEqual([
+        { Sid: "FindTheBucket", Effect: "Allow", Action: ["s3:GetBucketLocation"], Resource: bucketArn },
+        {
+          Sid: "ListThisEnvironmentOnly",
+          Effect: "Allow",
+          Action: ["s3:ListBucket"],
+          Resource: bucketArn,
+          Condition: { StringLike: { "s3:prefix": ["prod", "prod/*"] } },
+        },
+        { Sid: "ReadWriteThisEnvironmentOnly", Effect: "Allow", Action: [...OBJECT_ACTIONS], Resource: `${bucketArn}/prod/*` },
+      ]);
+      expect(OBJECT_ACTIONS).toEqual(["s3:GetObject", "s3:PutObject", "s3:DeleteObject"]);
+    });
+
+    test("one user per environment, with one access key", () => {
+      expect(stack.resource("aws_iam_user").name).toBe("pixelco-example-prod-backup");
+      expect(stack.resource("aws_iam_access_key").user).toContain("aws_iam_user.");
+    });
+  });
+
+  describe("outputs", () => {
+    test("addresses, SSH user, bucket, region, replica path and key id; the secret only as sensitive", () => {
+      const outputs = stack.json.output;
+      expect(Object.keys(outputs).sort()).toEqual(
+        ["access_key_id", "app_port", "bucket", "ipv4", "ipv6", "region", "replica_path", "replica_url", "secret_access_key", "ssh_user"].sort(),
+      );
+      expect(outputs.secret_access_key.sensitive).toBe(true);
+      expect(Object.entries(outputs).filter(([, o]: [string, any]) => o.sensitive).map(([k]) => k)).toEqual(["secret_access_key"]);
+      expect(outputs.replica_path.value).toBe("prod/litestream");
+      expect(outputs.ssh_user.value).toBe("deploy");
+    });
+  });
+
+  describe("state", () => {
+    test("local by default (gitignored), one file per stack", () => {
+      expect(stack.json.terraform.backend).toEqual({ local: { path: "terraform.example-prod.tfstate" } });
+    });
+
+    test("S3 backend with encryption and S3-native locking when the agency names one", () => {
+      const remote = synthesize(env, { namePrefix: "pixelco", stateBackend: { type: "s3", bucket: "pixelco-tfstate", region: "eu-central-1" } });
+      expect(remote.json.terraform.backend).toEqual({
+        s3: { bucket: "pixelco-tfstate", region: "eu-central-1", key: "pixelco/example-prod.tfstate", encrypt: true, use_lockfile: true },
+      });
+    });
+  });
+});
+
+describe("example-staging", () => {
+  test("no domain: no DNS records; its own bucket, volume and user", () => {
+    const stack = synthesize(shippedEnvironment("example-staging"));
+    expect(stack.resources("digitalocean_record")).toEqual([]);
+    expect(stack.resource("aws_s3_bucket").bucket).toBe("pixelco-example-staging-backups");
+    expect(stack.resource("digitalocean_volume").name).toBe("pixelco-example-staging-data");
+    expect(JSON.parse(stack.resource("aws_iam_user_policy").policy).Statement[2].Resource).toBe(
+      "arn:aws:s3:::pixelco-example-staging-backups/staging/*",
+    );
+  });
+});

@@ -1,0 +1,29 @@
+import { App, Testing } from "cdktf";
+import { AGENCY } from "../../app/agency";
+import type { AgencySettings, ResolvedEnvironment } from "../../app/config/types";
+import { ClientStack } from "../../stacks/client-stack";
+
+/** A synthesized stack as parsed Terraform JSON, with helpers to find resources by type. */
+export interface SynthesizedStack {
+  readonly json: Record<string, any>;
+  /** All resources of a Terraform type, as a list of their configurations. */
+  resources(type: string): Record<string, any>[];
+  /** The one resource of a type (fails the test if there is not exactly one). */
+  resource(type: string): Record<string, any>;
+}
+
+export function synthesize(env: ResolvedEnvironment, agency: AgencySettings = AGENCY): SynthesizedStack {
+  const app: App = Testing.app();
+  const stack = new ClientStack(app, { env, agency });
+  const json = JSON.parse(Testing.synth(stack)) as Record<string, any>;
+  const resources = (type: string) => Object.values(json.resource?.[type] ?? {}) as Record<string, any>[];
+  return {
+    json,
+    resources,
+    resource(type) {
+      const all = resources(type);
+      if (all.length !== 1) throw new Error(`expected exactly one ${type}, found ${all.length}`);
+      return all[0];
+    },
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * The real commands, as an agency developer runs them: `cdktf synth` with no cloud credentials writes every
+ * shipped stack; an invalid client file fails synth once, listing every problem, and writes no stack.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { REPO_ROOT, shippedEnvironments } from "./support/environments";
+
+/** The environment without any cloud credential, so a passing synth proves it needs none. */
+function withoutCredentials(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !/^(AWS_|DIGITALOCEAN_|HCLOUD_|TF_VAR_)/.test(k)),
+  );
+  return { ...env, CHECKPOINT_DISABLE: "1", ...extra };
+}
+
+let scratch: string;
+beforeAll(() => {
+  scratch = mkdtempSync(join(tmpdir(), "kit-synth-"));
+});
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+test("`cdktf synth` writes every shipped stack without cloud credentials, and `--hcl` writes cdk.tf", () => {
+  const out = join(scratch, "out");
+  const json = spawnSync("npx", ["cdktf", "synth", "--output", out], { cwd: REPO_ROOT, env: withoutCredentials(), encoding: "utf8" });
+  expect(json.status).toBe(0);
+  for (const env of shippedEnvironments()) {
+    const stack = JSON.parse(readFileSync(join(out, "stacks", env.stackName, "cdk.tf.json"), "utf8"));
+    expect(Object.keys(stack.resource)).toEqual(expect.arrayContaining(["aws_s3_bucket", "aws_iam_user_policy"]));
+  }
+  const hclOut = join(scratch, "hcl");
+  const hcl = spawnSync("npx", ["cdktf", "synth", "--hcl", "--output", hclOut], { cwd: REPO_ROOT, env: withoutCredentials(), encoding: "utf8" });
+  expect(hcl.status).toBe(0);
+  const tf = readFileSync(join(hclOut, "stacks", "example-prod", "cdk.tf"), "utf8");
+  expect(tf).toMatch(/resource "aws_s3_bucket" "[^"]+" \{[\s\S]*?prevent_destroy = true/);
+});
+
+test("a client file with three mistakes fails synth once, naming all three by path; no stack is written", () => {
+  const clients = join(scratch, "clients");
+  const out = join(scratch, "bad-out");
+  mkdirSync(clients);
+  // A client file as a developer would write it, with three mistakes.
+  const acme = `import type { ClientConfig } from ${JSON.stringify(join(REPO_ROOT, "app", "config", "types"))};
+const acme: ClientConfig = {
+  slug: "acme",
+  environments: {
+    prod: {
+      provider: "digitalocean",
+      region: "fra9",
+      sshKeys: [{ name: "jane", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1Pi+dxBgCDQeTMNkDZHlzCeyiA/We8fipfGJLSxRve jane" }],
+      sshAllowedCidrs: ["0.0.0.0/0"],
+      app: { repo: "https://github.com/pixelco/acme.git" },
+      volume: { sizeGiB: 0 },
+    },
+  },
+};
+export default acme;
+`;
+  writeFileSync(join(clients, "acme.ts"), acme);
+
+  const result = spawnSync(join(REPO_ROOT, "node_modules", ".bin", "tsx"), [join(REPO_ROOT, "app", "main.ts")], {
+    cwd: scratch,
+    env: withoutCredentials({ KIT_CLIENTS_DIR: clients, CDKTF_OUTDIR: out }),
+    encoding: "utf8",
+  });
+  expect(result.status).toBe(1);
+  const file = join(clients, "acme.ts");
+  expect(result.stderr).toContain("3 problems in the client configuration (no stack was written)");
+  expect(result.stderr).toContain(`\n  - ${file}: environments.prod.region: "fra9" is not a DigitalOcean region (nyc1, nyc3, sfo2, sfo3, tor1, atl1, …)`);
+  expect(result.stderr).toContain(`\n  - ${file}: environments.prod.sshAllowedCidrs[0]: "0.0.0.0/0" opens SSH to the whole internet`);
+  expect(result.stderr).toContain(`\n  - ${file}: environments.prod.volume.sizeGiB: 0 must be a whole number from 1 to 16384`);
+  expect(existsSync(out)).toBe(false);
+});
