@@ -22,6 +22,10 @@ export const LAYOUT = {
   backupDir: "/mnt/data/backups",
   /** Databases moved aside by restore/rollback: never deleted, so every step can be undone. */
   asideDir: "/mnt/data/aside",
+  /** Restores land here first (restore.ts, drills) and are checked before anything else sees them. */
+  scratchDir: "/mnt/data/scratch",
+  /** JSON reports of restore drills (`drill-<UTC stamp>.json`, `latest.json`): the evidence, kept. */
+  drillDir: "/mnt/data/drills",
 
   /** App releases: each deploy clones into releases/<id>; slots/<port> points at the release a slot runs. */
   appRoot: "/srv/app",
@@ -47,6 +51,8 @@ export const LAYOUT = {
   libDir: "/usr/local/lib/kit",
   /** Where downloads land during the bootstrap (tmpfs: never fills the root disk). */
   runDir: "/run/kit",
+  /** scripts/deploy.ts holds this lock (an atomic mkdir) while it changes the server; a reboot clears it. */
+  deployLock: "/run/kit/deploy.lock",
   /** Written when the bootstrap finished; its content is the release that was started. */
   bootstrapDoneFile: "/var/lib/kit/bootstrap-done",
 
@@ -58,6 +64,9 @@ export const LAYOUT = {
     restore: "db-restore.service",
     fallbackBackup: "fallback-backup.service",
     fallbackBackupTimer: "fallback-backup.timer",
+    /** Restore drill: restores the replica into scratch and checks it (monthly timer; scripts/drill.ts). */
+    drill: "restore-drill.service",
+    drillTimer: "restore-drill.timer",
   },
 
   ports: {

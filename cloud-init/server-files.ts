@@ -1,4 +1,5 @@
 import type { ResolvedEnvironment } from "../app/config/types";
+import { durationSeconds } from "../app/config/validate";
 import { type Artifact, DENO, LITESTREAM } from "./artifacts";
 import { LAYOUT } from "./layout";
 import { envQuote, renderTemplate, type TemplateValue } from "./template";
@@ -20,6 +21,8 @@ export interface ServerValues {
   readonly appSecrets: Readonly<Record<string, string>>;
   /** SSH private key for a private repo. */
   readonly gitDeployKey?: string;
+  /** Port of the slot Caddy proxies to (scripts/deploy.ts switches it between `app.port` and `port + 1`). @default app.port */
+  readonly activePort?: number;
 }
 
 /** Knobs for tests and mirrors; production uses the defaults. */
@@ -62,6 +65,7 @@ export const SCRIPTS = [
   "restore-on-boot.sh",
   "fallback-backup.sh",
   "s3-put.sh",
+  "restore-drill.sh",
 ] as const;
 
 /** systemd units, installed into /etc/systemd/system. */
@@ -72,6 +76,8 @@ export const UNITS = [
   "db-restore.service",
   "fallback-backup.service",
   "fallback-backup.timer",
+  "restore-drill.service",
+  "restore-drill.timer",
 ] as const;
 
 /** The values every template may use: the layout plus this environment's settings. */
@@ -95,6 +101,8 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     dbFile: LAYOUT.dbFile,
     backupDir: LAYOUT.backupDir,
     asideDir: LAYOUT.asideDir,
+    scratchDir: LAYOUT.scratchDir,
+    drillDir: LAYOUT.drillDir,
     bucket: server.bucket,
     region: server.region,
     s3Endpoint: server.s3Endpoint ?? "",
@@ -137,6 +145,9 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     litestreamVersion: litestream.version,
     litestreamPathInTarball: litestream.pathInTarball,
     drillPingUrl: env.drill.pingUrl ?? "",
+    drillOnCalendar: env.drill.onCalendar,
+    // How long a drill waits for its sentinel to reach the replica before it fails.
+    drillWaitSeconds: Math.max(30, 3 * (durationSeconds(ls.syncInterval) ?? 1) + 10),
   };
 }
 
@@ -172,7 +183,7 @@ export function serverFiles(env: ResolvedEnvironment, server: ServerValues, over
     })),
     secret(LAYOUT.appSecretsFile, envFileLines(Object.fromEntries(env.app.secrets.map((name) => [name, server.appSecrets[name] ?? ""])))),
     file(LAYOUT.litestreamConfig, renderTemplate("config/litestream.yml", values)),
-    file(LAYOUT.caddyfile, renderTemplate("config/Caddyfile", values), "0644", { afterPackages: true }),
+    file(LAYOUT.caddyfile, renderTemplate("config/Caddyfile", { ...values, appPort: server.activePort ?? env.app.port }), "0644", { afterPackages: true }),
     file("/etc/ssh/sshd_config.d/10-kit.conf", renderTemplate("config/sshd-hardening.conf", values)),
     file("/etc/apt/apt.conf.d/20auto-upgrades", renderTemplate("config/20auto-upgrades", values)),
     ...UNITS.map((unit) => file(`/etc/systemd/system/${unit}`, renderTemplate(`systemd/${unit}`, values))),

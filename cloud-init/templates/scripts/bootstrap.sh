@@ -12,7 +12,7 @@ step 1 "mounting the data volume $VOLUME_DEVICE at $VOLUME_MOUNT"
 "$lib/require-volume.sh"
 
 step 2 "creating directories"
-install -d -o "$APP_USER" -g "$APP_USER" -m 0750 "$DB_DIR" "$BACKUP_DIR" "$ASIDE_DIR"
+install -d -o "$APP_USER" -g "$APP_USER" -m 0750 "$DB_DIR" "$BACKUP_DIR" "$ASIDE_DIR" "$SCRATCH_DIR" "$DRILL_DIR"
 install -d -m 0755 "$RELEASES_DIR" "$SLOTS_DIR" "$(dirname "$BOOTSTRAP_DONE_FILE")"
 
 step 3 "installing deno $DENO_VERSION and litestream $LITESTREAM_VERSION"
@@ -42,9 +42,9 @@ step 7 "starting litestream and the app on 127.0.0.1:$APP_PORT"
 systemctl enable --quiet --now litestream.service "app@$APP_PORT.service"
 "$lib/wait-healthy.sh" "$APP_PORT"
 
-step 8 "starting Caddy and the fallback backup timer; reloading sshd"
+step 8 "starting Caddy, the fallback backup and restore drill timers; reloading sshd"
 systemctl restart caddy.service
-systemctl enable --quiet --now fallback-backup.timer
+systemctl enable --quiet --now fallback-backup.timer restore-drill.timer
 sshd -t && systemctl reload ssh.service
 
 echo "$release" >"$BOOTSTRAP_DONE_FILE"

@@ -1,0 +1,40 @@
+/**
+ * Every failure an operator can meet, with what happened and what to do. The scripts print `error:` and
+ * `fix:` lines and set a non-zero exit code; nothing else is printed for an OpsError (no stack trace).
+ */
+export class OpsError extends Error {
+  constructor(
+    message: string,
+    /** What the operator should do next: commands to run, flags to pass. */
+    readonly fix: string,
+  ) {
+    super(message);
+    this.name = "OpsError";
+  }
+}
+
+export const errors = {
+  unknownStack: (stack: string, known: readonly string[]) =>
+    new OpsError(`no client environment named "${stack}"`, `use one of: ${known.join(", ")} (stacks come from app/clients/*.ts)`),
+  noHost: (stack: string, outputsFile: string) =>
+    new OpsError(
+      `no server address for ${stack}: ${outputsFile} is missing or has no ipv4 output`,
+      `write the stack's outputs once: npx cdktf output ${stack} --outputs-file ${outputsFile} --outputs-file-include-sensitive-outputs\n` +
+        `     or pass the address: --host <ip>`,
+    ),
+  badOutputs: (file: string, reason: string) =>
+    new OpsError(`cannot read the stack outputs in ${file}: ${reason}`, `rewrite it: npx cdktf output <stack> --outputs-file ${file} --outputs-file-include-sensitive-outputs`),
+  noCredentials: (stack: string, outputsFile: string) =>
+    new OpsError(
+      `no S3 credentials for ${stack}: this needs the backup user's key pair on this machine`,
+      `include sensitive outputs: npx cdktf output ${stack} --outputs-file ${outputsFile} --outputs-file-include-sensitive-outputs\n` +
+        `     or export LITESTREAM_ACCESS_KEY_ID and LITESTREAM_SECRET_ACCESS_KEY`,
+    ),
+  badTimestamp: (value: string) =>
+    new OpsError(`--timestamp ${value} is not an RFC 3339 time`, `write it like 2026-03-14T14:04:00Z (UTC) or 2026-03-14T15:04:00+01:00`),
+  partialSecrets: (missing: readonly string[]) =>
+    new OpsError(
+      `some app secrets are set in the environment but not ${missing.map((m) => `TF_VAR_secret_${m}`).join(", ")}`,
+      `set all of them to push /etc/app/secrets.env, or none to leave the server's file as it is`,
+    ),
+};
