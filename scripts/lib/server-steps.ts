@@ -1,0 +1,327 @@
+/**
+ * What runs on the server, built as data. Every builder is pure: it returns a Step (title + bash starting
+ * with `set -euo pipefail`) and never talks to a server. The scripts run Steps with the SSH runner; tests
+ * compare the text and run the file-level parts against real sqlite3/litestream.
+ *
+ * Server-side facts (paths, ports, the app user) come from the server's own kit.env, which every step
+ * sources: the server describes itself, rendered from cloud-init/layout.ts.
+ */
+import { LAYOUT, appUnit } from "../../cloud-init/layout";
+import type { ServerFile } from "../../cloud-init/server-files";
+import { Secret } from "./secret";
+import { bash, join, raw, type Script, step, type Step } from "./shell";
+
+/** Server paths the builders use beyond kit.env (tests point them into a temp dir). */
+export interface ServerPaths {
+  readonly kitEnvFile: string;
+  readonly libDir: string;
+  readonly caddyfile: string;
+  readonly deployLock: string;
+}
+
+export const SERVER: ServerPaths = {
+  kitEnvFile: LAYOUT.kitEnvFile,
+  libDir: LAYOUT.libDir,
+  caddyfile: LAYOUT.caddyfile,
+  deployLock: LAYOUT.deployLock,
+};
+
+const source = (paths: ServerPaths) => bash`. ${paths.kitEnvFile}`;
+/** Runs a command as the app user, so SQLite never leaves root-owned -wal/-shm files behind. */
+const asApp = raw(`runuser -u "$APP_USER" --`);
+/** `table count` lines for the tables of a database (names limited to [A-Za-z0-9_]). */
+const countsFunction = bash`counts() { runuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 5000' "$1" "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*' ORDER BY 1" |
+  while read -r t; do printf '%s\\t%s\\n' "$t" "$(runuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 5000' "$1" "SELECT count(*) FROM $t")"; done; }`;
+
+/** Reads what the scripts need to know about the server, as `key=value` lines (read-only). */
+export function inspect(ports: readonly [number, number], paths: ServerPaths = SERVER): Step {
+  return step(
+    "inspect the server",
+    join(
+      source(paths),
+      bash`active=$(grep -oE 'reverse_proxy 127\.0\.0\.1:[0-9]+' ${paths.caddyfile} | grep -oE '[0-9]+$' || true)
+echo "active_port=\${active:-$APP_PORT}"
+echo "app_port=$APP_PORT"
+echo "bootstrap_done=$(cat "$BOOTSTRAP_DONE_FILE" 2>/dev/null || true)"
+echo "db_exists=$([ -s "$DB_FILE" ] && echo yes || echo no)"
+for port in ${[...ports]}; do
+  echo "slot_$port=$(readlink "$SLOTS_DIR/$port" 2>/dev/null || true)"
+  echo "unit_$port=$(systemctl is-active "app@$port.service" 2>/dev/null || true)"
+done
+find "$RELEASES_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null | sort | sed 's/^/release=/'
+echo "lock=$(cat ${paths.deployLock}/owner 2>/dev/null | tr '\\n' ' ' || true)"
+echo "volume_device=$VOLUME_DEVICE"
+echo "s3_endpoint=$S3_ENDPOINT"
+echo "drill_unit=$([ -e /etc/systemd/system/${LAYOUT.units.drill} ] && echo yes || echo no)"`,
+    ),
+    true,
+  );
+}
+
+/** Takes the deploy lock: an atomic mkdir; fails with the holder's note when it is taken. */
+export function lock(owner: string, paths: ServerPaths = SERVER): Step {
+  return step(
+    "take the deploy lock",
+    bash`mkdir -p "$(dirname ${paths.deployLock})"
+if ! mkdir ${paths.deployLock} 2>/dev/null; then
+  echo "kit: the deploy lock ${paths.deployLock} is held: $(cat ${paths.deployLock}/owner 2>/dev/null || echo 'no owner note')" >&2
+  exit 75
+fi
+printf '%s\\n' ${owner} >${paths.deployLock}/owner`,
+  );
+}
+
+export function unlock(paths: ServerPaths = SERVER): Step {
+  return step("release the deploy lock", bash`rm -f ${paths.deployLock}/owner && rmdir ${paths.deployLock}`);
+}
+
+/**
+ * Writes files that differ from what the server has (atomically: temp file + rename), then reloads what
+ * they belong to. Secret files show as `<redacted>` in the display. Prints each changed path on stdout.
+ */
+export function pushFiles(files: readonly ServerFile[], paths: ServerPaths = SERVER): Step {
+  const puts = files.map((file) => {
+    const content = Buffer.from(file.content).toString("base64");
+    const body = file.secret ? new Secret(content) : content;
+    return bash`put ${file.path} ${file.mode} ${body}`;
+  });
+  const units = `/etc/systemd/system/*`;
+  return step(
+    `push configuration (${files.length} files)`,
+    join(
+      bash`changed=()
+put() {
+  local tmp
+  install -d -m 0755 "$(dirname "$1")"
+  tmp=$(mktemp "$1.kit.XXXXXX")
+  printf '%s' "$3" | base64 -d >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; return; fi
+  chmod "$2" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"
+  changed+=("$1")
+  echo "kit: updated $1" >&2
+}
+has() { local p; for p in "\${changed[@]}"; do [[ $p == $1 ]] && return 0; done; return 1; }`,
+      ...puts,
+      source(paths),
+      bash`install -d -o "$APP_USER" -g "$APP_USER" -m 0750 "$SCRATCH_DIR" "$DRILL_DIR" "$ASIDE_DIR"
+if has ${raw(`'${units}'`)}; then systemctl daemon-reload; fi
+if has ${LAYOUT.litestreamConfig} || has ${LAYOUT.s3CredentialsFile}; then systemctl try-restart ${LAYOUT.units.litestream}; fi
+if has ${paths.caddyfile}; then systemctl reload caddy.service; fi
+if has '/etc/ssh/sshd_config.d/*'; then sshd -t && systemctl reload ssh.service; fi
+systemctl enable --quiet --now ${LAYOUT.units.fallbackBackupTimer} ${LAYOUT.units.drillTimer}
+printf '%s\\n' "\${changed[@]}"`,
+    ),
+  );
+}
+
+/** Clones the app at `ref` into a new release directory; its path is the last line of stdout. */
+export function fetchRelease(ref: string, paths: ServerPaths = SERVER): Step {
+  return step(`fetch the app at ${ref}`, bash`${paths.libDir}/fetch-release.sh ${ref}`);
+}
+
+/** A consistent copy of the live database (`sqlite3 .backup`) in the aside dir; prints its path. */
+export function snapshot(label: string, paths: ServerPaths = SERVER): Step {
+  return step(
+    "snapshot the database before migrating",
+    join(
+      source(paths),
+      bash`out="$ASIDE_DIR/${raw(label.replace(/[^A-Za-z0-9._-]/g, "-"))}-$(date -u +%Y%m%dT%H%M%SZ).sqlite3"
+${asApp} sqlite3 -cmd '.timeout 10000' "$DB_FILE" ".backup '$out'"
+echo "kit: snapshot of $DB_FILE at $out ($(du -h "$out" | cut -f1))" >&2
+echo "$out"`,
+    ),
+  );
+}
+
+export function migrate(release: string, task: string, paths: ServerPaths = SERVER): Step {
+  return step(`migrate (deno task ${task})`, bash`${paths.libDir}/run-task.sh ${release} ${task}`);
+}
+
+/** Points a slot at a release, (re)starts its unit and waits until it answers its health path. */
+export function startSlot(port: number, release: string, healthSeconds: number, paths: ServerPaths = SERVER): Step {
+  return step(
+    `start ${appUnit(port)} and health-check it`,
+    join(
+      source(paths),
+      bash`ln -sfn ${release} "$SLOTS_DIR/${port}"
+systemctl enable --quiet ${appUnit(port)}
+systemctl restart ${appUnit(port)}
+${paths.libDir}/wait-healthy.sh ${port} ${healthSeconds}`,
+    ),
+  );
+}
+
+/** Installs a Caddyfile (rendered for the new upstream) and reloads Caddy: the switch. */
+export function switchUpstream(caddyfile: ServerFile, port: number, paths: ServerPaths = SERVER): Step {
+  const body = Buffer.from(caddyfile.content).toString("base64");
+  return step(
+    `switch Caddy to 127.0.0.1:${port}`,
+    bash`tmp=$(mktemp ${paths.caddyfile}.kit.XXXXXX)
+printf '%s' ${body} | base64 -d >"$tmp"
+chmod 0644 "$tmp" && mv -f "$tmp" ${paths.caddyfile}
+systemctl reload caddy.service
+echo "kit: Caddy now proxies to 127.0.0.1:${port}" >&2`,
+  );
+}
+
+/** Stops a slot and keeps it from starting at boot. */
+export function stopSlot(port: number): Step {
+  return step(`stop ${appUnit(port)}`, bash`systemctl disable --quiet ${appUnit(port)} 2>/dev/null || true
+systemctl stop ${appUnit(port)}`);
+}
+
+/** Deletes releases beyond the newest `keep`, never one a slot points at. */
+export function pruneReleases(keep: number, paths: ServerPaths = SERVER): Step {
+  return step(
+    `keep the newest ${keep} releases`,
+    join(
+      source(paths),
+      bash`in_use=$(readlink -f "$SLOTS_DIR"/* 2>/dev/null || true)
+find "$RELEASES_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '.*' | sort -r | tail -n +${keep + 1} | while read -r r; do
+  if grep -qxF "$r" <<<"$in_use"; then continue; fi
+  rm -rf "$r" && echo "kit: removed old release $r" >&2
+done`,
+    ),
+  );
+}
+
+/** Where a restore comes from. */
+export type RestoreSource =
+  | { readonly kind: "replica"; readonly timestamp?: string }
+  | { readonly kind: "fallback" }
+  | { readonly kind: "file"; readonly path: string };
+
+export function describeSource(source: RestoreSource): string {
+  if (source.kind === "replica") return source.timestamp ? `the S3 replica as of ${source.timestamp}` : "the latest S3 replica";
+  if (source.kind === "fallback") return "the newest fallback backup on the volume";
+  return `the file ${source.path}`;
+}
+
+/** Lists what the replica holds (generations, snapshots, WAL) and the fallback copies (read-only). */
+export function listBackups(paths: ServerPaths = SERVER): Step {
+  return step(
+    "list the backups",
+    join(
+      source(paths),
+      bash`set -a; . "$S3_CREDENTIALS_FILE"; set +a
+for what in generations snapshots wal; do
+  echo "== $what"
+  litestream "$what" -config "$LITESTREAM_CONFIG" "$DB_FILE" 2>"$SCRATCH_DIR/.list-errors" || true
+  if grep -q 'level=ERROR' "$SCRATCH_DIR/.list-errors"; then cat "$SCRATCH_DIR/.list-errors" >&2; rm -f "$SCRATCH_DIR/.list-errors"; exit 3; fi
+done
+rm -f "$SCRATCH_DIR/.list-errors"
+echo "== fallback"
+find "$BACKUP_DIR" -maxdepth 1 -name 'app-*.sqlite3.gz' -printf '%f %s\\n' | sort`,
+    ),
+    true,
+  );
+}
+
+/**
+ * Restores into a new scratch directory (never over anything), then reports on stdout:
+ * `scratch=`, `integrity=`, and `count<TAB>restored|live<TAB>table<TAB>rows` lines. Exit 4: the source
+ * cannot be read (the message says why).
+ */
+export function restoreToScratch(from: RestoreSource, paths: ServerPaths = SERVER): Step {
+  let fetch: Script;
+  if (from.kind === "replica") {
+    const at = from.timestamp ? bash`-timestamp ${from.timestamp}` : bash``;
+    fetch = bash`set -a; . "$S3_CREDENTIALS_FILE"; set +a
+echo "kit: restoring s3://$S3_BUCKET/$LITESTREAM_PREFIX ${raw(from.timestamp ? `as of ${from.timestamp}` : "(latest)")} into $out" >&2
+if ! litestream restore -config "$LITESTREAM_CONFIG" -o "$out" ${at} "$DB_FILE" 2>"$dir/log"; then
+  cat "$dir/log" >&2; exit 4
+fi`;
+  } else if (from.kind === "fallback") {
+    fetch = bash`newest=$(find "$BACKUP_DIR" -maxdepth 1 -name 'app-*.sqlite3.gz' | sort | tail -n 1)
+[ -n "$newest" ] || { echo "kit: no fallback backup in $BACKUP_DIR" >&2; exit 4; }
+echo "kit: restoring the fallback copy $newest into $out" >&2
+gunzip -c "$newest" >"$out"`;
+  } else {
+    fetch = bash`src=${from.path}
+[ -s "$src" ] || { echo "kit: $src does not exist or is empty" >&2; exit 4; }
+echo "kit: copying $src (sqlite3 .backup) into $out" >&2
+${asApp} sqlite3 -cmd '.timeout 10000' "$src" ".backup '$out'"`;
+  }
+  return step(
+    `restore ${describeSource(from)} into scratch`,
+    join(
+      source(paths),
+      countsFunction,
+      bash`install -d -o "$APP_USER" -g "$APP_USER" -m 0750 "$SCRATCH_DIR"
+dir=$(mktemp -d "$SCRATCH_DIR/restore-$(date -u +%Y%m%dT%H%M%SZ).XXXXXX")
+chown "$APP_USER:$APP_USER" "$dir"
+out=$dir/app.sqlite3
+echo "scratch=$out"`,
+      fetch,
+      bash`chown -R "$APP_USER:$APP_USER" "$dir"
+echo "kit: checking the restored copy (PRAGMA integrity_check)" >&2
+echo "integrity=$(${asApp} sqlite3 -readonly "$out" 'PRAGMA integrity_check' 2>&1 | head -n 5 | tr '\\n' ' ' | sed 's/ $//')"
+counts "$out" | sed 's/^/count\\trestored\\t/'
+if [ -s "$DB_FILE" ]; then counts "$DB_FILE" | sed 's/^/count\\tlive\\t/'; fi`,
+    ),
+  );
+}
+
+/**
+ * The file part of a swap, for a stopped app: moves the live database and its -wal/-shm into a new
+ * directory under the aside dir (never deletes), puts `source` in place owned by the app user.
+ * Prints `aside=<dir>`.
+ */
+export function swapFiles(sourceFile: string, label: string, mode: "move" | "copy"): Script {
+  return bash`src=${sourceFile}
+[ -s "$src" ] || { echo "kit: $src is missing or empty; nothing was changed" >&2; exit 1; }
+aside="$ASIDE_DIR/${raw(label.replace(/[^A-Za-z0-9._-]/g, "-"))}-$(date -u +%Y%m%dT%H%M%SZ)"
+install -d -o "$APP_USER" -g "$APP_USER" -m 0750 "$aside"
+for f in "$DB_FILE" "$DB_FILE-wal" "$DB_FILE-shm"; do
+  if [ -e "$f" ]; then mv "$f" "$aside/" && echo "kit: moved $f aside to $aside/" >&2; fi
+done
+${raw(mode === "move" ? "mv" : "cp")} "$src" "$DB_FILE"
+chown "$APP_USER:$APP_USER" "$DB_FILE" && chmod 0640 "$DB_FILE"
+echo "kit: $DB_FILE is now $src" >&2
+echo "aside=$aside"`;
+}
+
+/**
+ * Replaces the live database: stops both app slots and Litestream, swaps the files (swapFiles), starts
+ * Litestream and the active slot, waits until healthy. Litestream starts a new generation by itself.
+ */
+export function replaceDatabase(sourceFile: string, label: string, mode: "move" | "copy", activePort: number, ports: readonly [number, number], healthSeconds: number, paths: ServerPaths = SERVER): Step {
+  return step(
+    `replace the live database with ${sourceFile}`,
+    join(
+      source(paths),
+      bash`echo "kit: stopping the app and litestream" >&2
+systemctl stop ${ports.map(appUnit)} ${LAYOUT.units.litestream}`,
+      swapFiles(sourceFile, label, mode),
+      bash`systemctl start ${LAYOUT.units.litestream} ${appUnit(activePort)}
+${paths.libDir}/wait-healthy.sh ${activePort} ${healthSeconds}`,
+    ),
+  );
+}
+
+/** Deletes a scratch restore directory (only under the scratch dir). */
+export function removeScratch(scratchFile: string, paths: ServerPaths = SERVER): Step {
+  return step(
+    "remove the scratch copy",
+    join(source(paths), bash`dir=$(dirname ${scratchFile})
+case "$dir" in "$SCRATCH_DIR"/restore-*) rm -rf "$dir" ;; *) echo "kit: not removing $dir: not a scratch restore" >&2; exit 1 ;; esac`),
+  );
+}
+
+/** Runs the restore drill unit (the same one the timer runs) and prints its report and log. */
+export function runDrill(): Step {
+  return step(
+    `run ${LAYOUT.units.drill}`,
+    join(
+      source(SERVER),
+      bash`if [ ! -e /etc/systemd/system/${LAYOUT.units.drill} ]; then
+  echo "kit: ${LAYOUT.units.drill} is not installed on this server (bootstrapped by an older kit): run scripts/deploy.ts once" >&2; exit 3
+fi
+rc=0
+systemctl start ${LAYOUT.units.drill} || rc=$?
+journalctl -u ${LAYOUT.units.drill} _SYSTEMD_INVOCATION_ID="$(systemctl show -p InvocationID --value ${LAYOUT.units.drill})" -o cat --no-pager >&2 || true
+cat "$DRILL_DIR/latest.json"
+exit "$rc"`,
+    ),
+  );
+}

@@ -1,0 +1,66 @@
+/**
+ * restore-drill.sh (the server-side drill that restore-drill.timer and scripts/drill.ts run) against real
+ * sqlite3, Litestream 0.3.13 and fauxqs on loopback.
+ */
+import { readFileSync, readdirSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { join } from "node:path";
+import { type Fauxqs, LocalKit, startFauxqs } from "./support/local-kit";
+
+let fauxqs: Fauxqs;
+let ping: Server;
+let pings = 0;
+let pingUrl = "";
+beforeAll(async () => {
+  fauxqs = await startFauxqs(["kit-drill-test"]);
+  ping = createServer((_, res) => {
+    pings++;
+    res.end("ok");
+  });
+  await new Promise<void>((resolve) => ping.listen(0, "127.0.0.1", resolve));
+  const address = ping.address();
+  pingUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}/ping`;
+});
+afterAll(async () => {
+  await fauxqs?.stop();
+  await new Promise((resolve) => ping?.close(resolve));
+});
+
+describe("restore-drill.sh", () => {
+  let kit: LocalKit;
+  beforeAll(async () => {
+    kit = new LocalKit(fauxqs, "kit-drill-test", { drillWaitSeconds: 4, drillPingUrl: pingUrl, litestreamPrefix: "drill/litestream" });
+    kit.sql(kit.dbFile, "PRAGMA journal_mode=WAL; CREATE TABLE rows(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO rows(body) VALUES ('a'),('b'),('c');");
+    await kit.startReplication();
+  });
+  afterAll(() => kit?.cleanup());
+
+  const report = () => JSON.parse(readFileSync(join(kit.path("drillDir"), "latest.json"), "utf8"));
+
+  test("passes on a replicating database: sentinel found, integrity ok, row counts equal; RPO/RTO measured; ping sent", async () => {
+    const run = await kit.script("restore-drill.sh");
+    expect(run.stderr).toBe("");
+    expect(run.status).toBe(0);
+    const r = report();
+    expect(r).toMatchObject({ ok: true, integrity: "ok", missing_tables: 0, tables: [{ name: "rows", live: 3, restored: 3 }] });
+    expect(r.rpo_ms).toBeGreaterThan(0);
+    expect(r.rpo_ms).toBeLessThan(4000);
+    expect(r.rto_ms).toBeGreaterThan(0);
+    expect(kit.sql(kit.dbFile, `SELECT count(*) FROM _kit_drill WHERE token = '${r.sentinel}'`)).toBe("1");
+    expect(run.stdout).toContain(`kit-drill: ok=true integrity='ok' rpo_ms=${r.rpo_ms}`);
+    expect(pings).toBe(1);
+    expect(readdirSync(kit.path("scratchDir"))).toEqual([]); // the scratch restore is cleaned up
+    expect(readdirSync(kit.path("drillDir")).filter((f) => f.startsWith("drill-"))).toHaveLength(1); // evidence kept
+  });
+
+  test("fails when replication is stopped: the sentinel never reaches the replica; no ping", async () => {
+    await kit.stopReplication();
+    const before = pings;
+    const run = await kit.script("restore-drill.sh");
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain("kit-drill: FAILED");
+    const r = report();
+    expect(r).toMatchObject({ ok: false, rpo_ms: null, integrity: "ok" }); // the old replica restores fine, but is stale
+    expect(pings).toBe(before);
+  });
+});
