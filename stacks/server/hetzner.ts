@@ -1,0 +1,167 @@
+import { DigitaloceanProvider } from "@cdktf/provider-digitalocean/lib/provider";
+import { Record as DnsRecord } from "@cdktf/provider-digitalocean/lib/record";
+import { Token } from "cdktf";
+import { Construct } from "constructs";
+import type { ResolvedEnvironment } from "../../app/config/types";
+import { Firewall } from "./hcloud/firewall";
+import { FirewallAttachment } from "./hcloud/firewall-attachment";
+import { PrimaryIp } from "./hcloud/primary-ip";
+import { HcloudProvider } from "./hcloud/provider";
+import { Server } from "./hcloud/server";
+import { SshKey } from "./hcloud/ssh-key";
+import { Volume } from "./hcloud/volume";
+import { VolumeAttachment } from "./hcloud/volume-attachment";
+import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform";
+
+/**
+ * Where Hetzner exposes a volume inside the server: by its numeric id, which exists only once the volume
+ * is created — in a stack `volumeId` is a Terraform reference, resolved at apply time.
+ */
+export function hetznerVolumeDevice(volumeId: string): string {
+  return `/dev/disk/by-id/scsi-0HC_Volume_${volumeId}`;
+}
+
+/**
+ * A server with a data volume, a firewall and primary IPv4/IPv6 addresses that outlive the server. The API
+ * token comes from HCLOUD_TOKEN at deploy time; synth needs none.
+ *
+ * Construct ids here are part of the public contract: renaming `DataVolume` replaces the volume (data
+ * loss), renaming `Ipv4`/`Ipv6` gives the server new addresses.
+ */
+export class HetznerServer extends Construct implements ProvisionedServer {
+  readonly ipv4: string;
+  readonly ipv6: string;
+  private readonly env: ResolvedEnvironment;
+  /** Hetzner labels; the kit's tags are already valid label keys and values (letters, digits, `-`). */
+  private readonly labels: Readonly<Record<string, string>>;
+
+  constructor(scope: Construct, id: string, private readonly props: ServerPlatformProps) {
+    super(scope, id);
+    this.env = props.env;
+    this.labels = props.tags;
+    new HcloudProvider(this, "Provider");
+    const volume = this.createVolume();
+    const firewall = this.createFirewall();
+    const addresses = this.createPrimaryIps();
+    const server = this.createServer(volume, firewall, addresses);
+    this.attach(server, volume, firewall);
+    this.ipv4 = addresses.ipv4.ipAddress;
+    // The server's `…::1` in the primary IPv6 /64: as stable as the /64 itself.
+    this.ipv6 = server.ipv6Address;
+    this.createDnsRecords();
+  }
+
+  private createVolume(): Volume {
+    return new Volume(this, "DataVolume", {
+      // Derived only from stable ids: a contract (the device path uses the id, not the name).
+      name: this.env.names.volume,
+      location: this.env.region,
+      size: this.env.volume.sizeGiB,
+      format: "ext4",
+      // The bootstrap mounts it (mount-volume.sh); Hetzner's automount is unreliable on recreated servers.
+      automount: false,
+      // Also refuse deletion from the console or API; `prevent_destroy` is what stops Terraform.
+      deleteProtection: true,
+      labels: this.labels,
+      lifecycle: { preventDestroy: true },
+    });
+  }
+
+  private createFirewall(): Firewall {
+    const anywhere = ["0.0.0.0/0", "::/0"];
+    return new Firewall(this, "Firewall", {
+      name: this.env.names.server,
+      labels: this.labels,
+      // Stateful and default-deny inbound: nothing but these three ports. With no `out` rule, Hetzner
+      // allows all outbound traffic (packages, git, S3, ACME, DNS, NTP).
+      rule: [
+        { direction: "in", protocol: "tcp", port: "22", sourceIps: [...this.env.sshAllowedCidrs], description: "SSH from the configured CIDRs" },
+        { direction: "in", protocol: "tcp", port: "80", sourceIps: anywhere, description: "HTTP" },
+        { direction: "in", protocol: "tcp", port: "443", sourceIps: anywhere, description: "HTTPS" },
+      ],
+    });
+  }
+
+  /** Primary IPs not deleted with the server: a rebuilt server gets the same addresses back. */
+  private createPrimaryIps(): { ipv4: PrimaryIp; ipv6: PrimaryIp } {
+    const address = (id: string, type: "ipv4" | "ipv6") =>
+      new PrimaryIp(this, id, {
+        name: `${this.env.names.server}-${type}`,
+        type,
+        location: this.env.region,
+        autoDelete: false,
+        labels: this.labels,
+      });
+    return { ipv4: address("Ipv4", "ipv4"), ipv6: address("Ipv6", "ipv6") };
+  }
+
+  private createServer(volume: Volume, firewall: Firewall, addresses: { ipv4: PrimaryIp; ipv6: PrimaryIp }): Server {
+    // Hetzner rejects a second key with the same name in a project: name each after this server.
+    const sshKeys = this.env.sshKeys.map(
+      (key, i) =>
+        new SshKey(this, `SshKey${i}`, {
+          name: `${this.env.names.server}-${key.name}`,
+          publicKey: key.publicKey.trim(),
+          labels: this.labels,
+        }),
+    );
+    return new Server(this, "Server", {
+      name: this.env.names.server,
+      serverType: this.env.size,
+      image: this.env.image,
+      location: this.env.region,
+      // With keys, Hetzner mails no root password; cloud-init then disables root login anyway.
+      sshKeys: sshKeys.map((key) => key.id),
+      publicNet: [
+        {
+          ipv4Enabled: true,
+          ipv4: addresses.ipv4.id,
+          ipv6Enabled: true,
+          ipv6: addresses.ipv6.id,
+        },
+      ],
+      // The firewall applies before the first boot; the attachment below keeps it applied afterwards, and
+      // the server ignores what it reads back (the pattern in the provider's firewall_attachment docs).
+      firewallIds: [Token.asNumber(firewall.id)],
+      ignoreRemoteFirewallIds: true,
+      shutdownBeforeDeletion: true,
+      labels: this.labels,
+      userData: this.props.userData(hetznerVolumeDevice(volume.id)),
+      lifecycle: {
+        // A change to either would replace the server. cloud-init only runs at first boot anyway; later
+        // configuration and the deploy user's keys are pushed over SSH by scripts/deploy.ts.
+        ignoreChanges: ["user_data", "ssh_keys"],
+      },
+    });
+  }
+
+  /**
+   * A/AAAA records when the client's DNS zone is hosted on DigitalOcean (`domain.digitalOceanZone`): the
+   * deploy then needs DIGITALOCEAN_TOKEN besides HCLOUD_TOKEN.
+   */
+  private createDnsRecords(): void {
+    const domain = this.env.domain;
+    if (!domain?.digitalOceanZone) return;
+    const zone = domain.digitalOceanZone;
+    const name = domain.name === zone ? "@" : domain.name.slice(0, -(zone.length + 1));
+    new DigitaloceanProvider(this, "DnsProvider", {});
+    new DnsRecord(this, "DnsA", { domain: zone, type: "A", name, value: this.ipv4, ttl: 300 });
+    new DnsRecord(this, "DnsAAAA", { domain: zone, type: "AAAA", name, value: this.ipv6, ttl: 300 });
+  }
+
+  private attach(server: Server, volume: Volume, firewall: Firewall): void {
+    new VolumeAttachment(this, "DataVolumeAttachment", {
+      volumeId: Token.asNumber(volume.id),
+      serverId: Token.asNumber(server.id),
+      automount: false,
+    });
+    new FirewallAttachment(this, "FirewallAttachment", {
+      firewallId: Token.asNumber(firewall.id),
+      serverIds: [Token.asNumber(server.id)],
+    });
+  }
+}
+
+export const hetzner: ServerPlatform = {
+  create: (scope, props) => new HetznerServer(scope, "Server", props),
+};
