@@ -6,11 +6,13 @@ import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData, type RenderOverrides } from "../cloud-init/render";
 import { BackupBucket } from "./backup-bucket";
 import { digitalOcean } from "./server/digitalocean";
+import { hetzner } from "./server/hetzner";
 import type { ServerPlatform } from "./server/server-platform";
 
 /** The server part of each provider. */
 export const PLATFORMS: Readonly<Partial<Record<ProviderName, ServerPlatform>>> = {
   digitalocean: digitalOcean,
+  hetzner,
 };
 
 export interface ClientStackProps {

@@ -20,6 +20,10 @@ export interface ProviderFacts {
   readonly volumePricePerGiB: number;
   /** Extra monthly price of the stable address, if any. */
   readonly addressPrice: number;
+  /** Smallest and largest data volume the provider creates, in GiB. */
+  readonly volumeSizeGiB: { readonly min: number; readonly max: number };
+  /** Sizes offered only in some regions. @default - every size in every region */
+  readonly sizeRegions?: Readonly<Record<string, readonly string[]>>;
 }
 
 /** DigitalOcean, from the provider's docs and the pricing page (2026). Reserved IPs are free while assigned. */
@@ -41,11 +45,45 @@ export const DIGITALOCEAN: ProviderFacts = {
   currency: "USD",
   volumePricePerGiB: 0.1,
   addressPrice: 0,
+  volumeSizeGiB: { min: 1, max: 16384 },
+};
+
+const HETZNER_EU = ["fsn1", "nbg1", "hel1"];
+
+/**
+ * Hetzner Cloud (hcloud provider 1.68 docs; prices in EUR excluding VAT, after Hetzner's 1 April 2026
+ * adjustment — re-check before quoting). Only x86 types: the bootstrap installs linux-x64 builds of Deno and
+ * Litestream, so the Arm types (cax*) would not boot. CX22 is retired; CX23 replaced it.
+ *   cx23 €3.99, cx33 €6.49: monthly prices reported for servers billed in April 2026.
+ *   cx43, cpx22, cpx32: ≈ their hourly rates (€0.021, €0.008, €0.016) × Hetzner's ~624-hour monthly cap.
+ * The primary IPv4 is billed separately (€0.50/month); the primary IPv6 is free. Volumes €0.044/GB-month.
+ */
+export const HETZNER: ProviderFacts = {
+  name: "hetzner",
+  title: "Hetzner Cloud",
+  regions: ["fsn1", "nbg1", "hel1", "ash", "hil", "sin"],
+  sizes: {
+    cx23: 3.99,
+    cx33: 6.49,
+    cx43: 13,
+    cpx22: 5,
+    cpx32: 10,
+  },
+  defaultSize: "cx23",
+  images: ["debian-12"],
+  defaultImage: "debian-12",
+  currency: "EUR",
+  volumePricePerGiB: 0.044,
+  addressPrice: 0.5,
+  volumeSizeGiB: { min: 10, max: 10240 },
+  // The cost-optimized CX line is sold in the EU locations only.
+  sizeRegions: { cx23: HETZNER_EU, cx33: HETZNER_EU, cx43: HETZNER_EU },
 };
 
 /** Every provider the kit supports, by config name. */
 export const PROVIDERS: Readonly<Partial<Record<ProviderName, ProviderFacts>>> = {
   digitalocean: DIGITALOCEAN,
+  hetzner: HETZNER,
 };
 
 /** AWS regions accepted for the backup bucket. */

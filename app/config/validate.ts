@@ -170,6 +170,7 @@ function resolveEnvironment(
     checkProviderValue(check, `${path}.region`, env.region, "region", facts);
     checkProviderValue(check, `${path}.size`, size, "size", facts);
     checkProviderValue(check, `${path}.image`, image, "image", facts);
+    checkSizeInRegion(check, `${path}.size`, size, env.region, facts);
   }
 
   checkSshKeys(check, path, env);
@@ -178,7 +179,8 @@ function resolveEnvironment(
 
   const volumeSizeGiB = env.volume?.sizeGiB ?? DEFAULTS.volumeSizeGiB;
   if (env.volume !== undefined) check.knownKeys(`${path}.volume`, env.volume, ["sizeGiB"]);
-  check.integer(`${path}.volume.sizeGiB`, volumeSizeGiB, 1, 16384);
+  const volumeLimits = facts?.volumeSizeGiB ?? { min: 1, max: 16384 };
+  check.integer(`${path}.volume.sizeGiB`, volumeSizeGiB, volumeLimits.min, volumeLimits.max);
 
   const backups = resolveBackups(check, `${path}.backups`, env);
   const drill = { onCalendar: env.drill?.onCalendar ?? DEFAULTS.drill.onCalendar, pingUrl: env.drill?.pingUrl };
@@ -240,6 +242,13 @@ function checkProviderValue(
   }
   const kind = field === "image" ? `an image the bootstrap is proven on (${facts.title})` : `a ${facts.title} ${field}`;
   check.add(path, problem.notOneOf(value, kind, allowed));
+}
+
+/** A size the provider sells only in some regions (Hetzner's CX line: EU only). */
+function checkSizeInRegion(check: Checker, path: string, size: string, region: string, facts: ProviderFacts): void {
+  const offeredIn = (name: string) => facts.sizeRegions?.[name]?.includes(region) ?? true;
+  if (!facts.regions.includes(region) || !(size in facts.sizes) || offeredIn(size)) return;
+  check.add(path, problem.notOneOf(size, `a ${facts.title} size offered in ${region}`, Object.keys(facts.sizes).filter(offeredIn)));
 }
 
 function checkSshKeys(check: Checker, path: string, env: EnvironmentConfig): void {
