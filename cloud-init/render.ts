@@ -1,7 +1,8 @@
+import { gzipSync } from "node:zlib";
 import { stringify } from "yaml";
 import type { ResolvedEnvironment } from "../app/config/types";
 import { LAYOUT } from "./layout";
-import { type RenderOverrides, type ServerValues, serverFiles } from "./server-files";
+import { type RenderOverrides, type ServerFile, type ServerValues, serverFiles } from "./server-files";
 
 export type { RenderOverrides, ServerValues } from "./server-files";
 
@@ -53,7 +54,7 @@ export function renderUserData(env: ResolvedEnvironment, server: ServerValues, o
       path: file.path,
       owner: "root:root",
       permissions: file.mode,
-      ...(file.secret ? { encoding: "b64", content: options.base64(file.content) } : { content: file.content }),
+      ...encodeContent(file, options),
       ...(file.afterPackages ? { defer: true } : {}),
     })),
     // The bootstrap is a systemd unit so that its failure is visible in `systemctl --failed`; on failure its
@@ -66,6 +67,24 @@ export function renderUserData(env: ResolvedEnvironment, server: ServerValues, o
   const header =
     `#cloud-config\n` +
     `# First-boot bootstrap of ${env.stackName}, rendered by the kit from cloud-init/templates.\n` +
+    `# Scripts are gzip+base64 here (Hetzner caps user data at 32 KiB): read them in cloud-init/templates/scripts.\n` +
     `# Do not edit on the server: change the client file and run scripts/deploy.ts.\n`;
   return header + stringify(config, { lineWidth: 0, blockQuote: "literal" });
+}
+
+/** Terraform references (cdktf tokens) can only be encoded at apply time, by Terraform itself. */
+const HAS_TOKEN = /\$\{TfToken\[/;
+
+/**
+ * How a file's content goes into write_files: secrets base64-encoded by `options.base64` (at apply time in a
+ * stack); scripts gzip'd (they hold no Terraform references, so they can be compressed here); the rest as
+ * plain text, readable in the user data.
+ */
+function encodeContent(file: ServerFile, options: RenderOptions): { content: string; encoding?: string } {
+  if (file.secret) return { encoding: "b64", content: options.base64(file.content) };
+  if (file.path.startsWith(`${LAYOUT.libDir}/`)) {
+    if (HAS_TOKEN.test(file.content)) throw new Error(`${file.path}: a script must not contain Terraform references`);
+    return { encoding: "gz+b64", content: gzipSync(file.content, { level: 9 }).toString("base64") };
+  }
+  return { content: file.content };
 }

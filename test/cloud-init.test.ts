@@ -6,6 +6,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { parse } from "yaml";
 import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData } from "../cloud-init/render";
@@ -144,6 +145,16 @@ describe("user data of example-prod", () => {
     expect(kitEnv).toMatch(/^LITESTREAM_SHA256=[0-9a-f]{64}$/m);
     const mirrored = serverFiles(env, concreteServerValues(env), { artifacts: { deno: { url: "http://127.0.0.1:8080/deno.tgz" } } });
     expect(mirrored.find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("DENO_URL=http://127.0.0.1:8080/deno.tgz");
+  });
+
+  test("scripts travel gzip+base64 and decode to exactly the rendered templates", () => {
+    const files = serverFiles(env, concreteServerValues(env));
+    for (const script of SCRIPTS) {
+      const entry = written(`${LAYOUT.libDir}/${script}`);
+      expect(entry).toMatchObject({ encoding: "gz+b64", permissions: "0755" });
+      const decoded = gunzipSync(Buffer.from(entry.content, "base64")).toString("utf8");
+      expect(decoded).toBe(files.find((f) => f.path === `${LAYOUT.libDir}/${script}`)!.content);
+    }
   });
 
   test("runcmd starts the bootstrap unit, so a failure shows in `systemctl --failed`", () => {

@@ -1,4 +1,5 @@
 import { App, Testing } from "cdktf";
+import { rmSync } from "node:fs";
 import { AGENCY } from "../../app/agency";
 import type { AgencySettings, ResolvedEnvironment } from "../../app/config/types";
 import { ClientStack } from "../../stacks/client-stack";
@@ -16,6 +17,7 @@ export function synthesize(env: ResolvedEnvironment, agency: AgencySettings = AG
   const app: App = Testing.app();
   const stack = new ClientStack(app, { env, agency });
   const json = JSON.parse(Testing.synth(stack)) as Record<string, any>;
+  rmSync(app.outdir, { recursive: true, force: true }); // Testing.app() makes a temp dir per call
   const resources = (type: string) => Object.values(json.resource?.[type] ?? {}) as Record<string, any>[];
   return {
     json,
