@@ -70,8 +70,7 @@ const scalarHcl = { string: stringToHclTerraform, number: numberToHclTerraform, 
 /** A nested block's value as given: a token or a plain object (blocks cannot be complex cdktf objects here). */
 const isPlainStruct = (value: unknown): value is Record<string, unknown> => canInspect(value) && !Tokenization.isResolvable(value);
 
-const hasTokenElement = (value: unknown): boolean =>
-  Token.isUnresolved(value) || (Array.isArray(value) && value.some((element) => Token.isUnresolved(element)));
+const hasTokenElement = (value: unknown): boolean => Array.isArray(value) && value.some((element) => Token.isUnresolved(element));
 
 /** The attributes of `config` as they appear in `cdk.tf.json`. Unset fields are left out. */
 export function toTerraformAttributes(schema: Schema<any>, config: Record<string, unknown>): Record<string, unknown> {
@@ -116,16 +115,20 @@ export function toHclAttributes(schema: Schema<any>, config: Record<string, unkn
         entry = { value: scalarHcl[attribute.kind](value), isBlock: false, type: "simple", storageClassType: attribute.kind };
         break;
       case "list":
-      case "set":
+      case "set": {
+        // cdktf 0.21 writes the elements of a "numberList" bare, so a reference comes out as `$ {a.b}`,
+        // which is not HCL. Written as strings ("${a.b}", "42"), Terraform converts them back to numbers.
+        const asStrings = attribute.of === "number" && hasTokenElement(value);
         entry = {
-          value: listMapperHcl(scalarHcl[attribute.of], false)(value),
+          value: asStrings
+            ? listMapperHcl(stringToHclTerraform, false)((value as unknown[]).map((e) => (Token.isUnresolved(e) ? e : String(e))))
+            : listMapperHcl(scalarHcl[attribute.of], false)(value),
           isBlock: false,
           type: attribute.kind,
-          // cdktf 0.21 writes the elements of a "numberList" bare, so a reference comes out as `$ {a.b}`,
-          // which is not HCL. Written as strings ("${a.b}"), Terraform converts them to numbers.
-          storageClassType: attribute.of === "number" && !hasTokenElement(value) ? "numberList" : "stringList",
+          storageClassType: attribute.of === "number" && !asStrings ? "numberList" : "stringList",
         };
         break;
+      }
       case "map":
         entry = { value: hashMapperHcl(stringToHclTerraform)(value), isBlock: false, type: "map", storageClassType: "stringMap" };
         break;

@@ -1,0 +1,249 @@
+/**
+ * The hand-written hcloud bindings (stacks/server/hcloud) pin the provider's attribute names and types:
+ * every config field is synthesized under its snake_case name with the type the provider's schema has
+ * (hcloud 1.68.0 docs/resources/*.md), in `cdk.tf.json` and in the `cdktf synth --hcl` output alike.
+ */
+import { spawnSync } from "node:child_process";
+import { type App, TerraformOutput, TerraformStack, Testing, Token } from "cdktf";
+import { Firewall } from "../stacks/server/hcloud/firewall";
+import { FirewallAttachment } from "../stacks/server/hcloud/firewall-attachment";
+import { PrimaryIp } from "../stacks/server/hcloud/primary-ip";
+import { HcloudProvider } from "../stacks/server/hcloud/provider";
+import { HCLOUD_PROVIDER, snakeCase } from "../stacks/server/hcloud/schema";
+import { Server } from "../stacks/server/hcloud/server";
+import { SshKey } from "../stacks/server/hcloud/ssh-key";
+import { Volume } from "../stacks/server/hcloud/volume";
+import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment";
+
+const labels = { client: "acme", managedBy: "kit" };
+
+/** One of each resource, every field set; references between them as a stack would make them. */
+function buildStack(app: App): TerraformStack {
+  const stack = new TerraformStack(app, "bindings");
+  new HcloudProvider(stack, "Provider", { pollInterval: "1s", pollFunction: "constant", endpoint: "https://api.example/v1" });
+  const key = new SshKey(stack, "Key", { name: "acme-jane", publicKey: "ssh-ed25519 AAAA jane", labels });
+  const ipv4 = new PrimaryIp(stack, "Ipv4", { name: "acme-ipv4", type: "ipv4", location: "fsn1", autoDelete: false, deleteProtection: true, labels });
+  const ipv6 = new PrimaryIp(stack, "Ipv6", { name: "acme-ipv6", type: "ipv6", location: "fsn1", autoDelete: false });
+  const volume = new Volume(stack, "Volume", {
+    name: "acme-data",
+    size: 10,
+    location: "fsn1",
+    format: "ext4",
+    automount: false,
+    deleteProtection: true,
+    labels,
+    lifecycle: { preventDestroy: true },
+  });
+  const firewall = new Firewall(stack, "Firewall", {
+    name: "acme",
+    labels,
+    rule: [
+      { direction: "in", protocol: "tcp", port: "22", sourceIps: ["203.0.113.4/32"], description: "ssh" },
+      { direction: "out", protocol: "icmp", destinationIps: ["0.0.0.0/0", "::/0"] },
+    ],
+  });
+  const server = new Server(stack, "Server", {
+    name: "acme",
+    serverType: "cx23",
+    image: "debian-12",
+    location: "fsn1",
+    userData: "#cloud-config\n",
+    sshKeys: [key.id],
+    publicNet: [{ ipv4Enabled: true, ipv4: ipv4.id, ipv6Enabled: true, ipv6: ipv6.id }],
+    firewallIds: [Token.asNumber(firewall.id)],
+    ignoreRemoteFirewallIds: true,
+    shutdownBeforeDeletion: true,
+    labels,
+    lifecycle: { ignoreChanges: ["user_data", "ssh_keys"] },
+  });
+  new VolumeAttachment(stack, "Attachment", { volumeId: Token.asNumber(volume.id), serverId: Token.asNumber(server.id), automount: false });
+  new FirewallAttachment(stack, "FirewallAttachment", {
+    firewallId: Token.asNumber(firewall.id),
+    serverIds: [Token.asNumber(server.id), 42],
+    labelSelectors: ["client=acme"],
+  });
+  return stack;
+}
+
+let json: Record<string, any>;
+let hcl: string;
+beforeAll(() => {
+  json = JSON.parse(Testing.synth(buildStack(Testing.app())));
+  hcl = Testing.synthHcl(buildStack(Testing.app())) as string;
+});
+
+/** The one resource of `type`, without cdktf's metadata. */
+const resource = (type: string): Record<string, unknown> => {
+  const [config] = Object.values(json.resource[type] as Record<string, Record<string, unknown>>);
+  const { "//": _metadata, ...attributes } = config;
+  return attributes;
+};
+
+describe("provider", () => {
+  test(`hcloud from ${HCLOUD_PROVIDER.source}, pinned to ${HCLOUD_PROVIDER.version}`, () => {
+    expect(json.terraform.required_providers.hcloud).toEqual({ source: "hetznercloud/hcloud", version: "1.68.0" });
+  });
+
+  test("arguments: poll_interval, poll_function, endpoint; no token (HCLOUD_TOKEN at deploy time)", () => {
+    expect(json.provider.hcloud).toEqual([{ endpoint: "https://api.example/v1", poll_function: "constant", poll_interval: "1s" }]);
+  });
+});
+
+describe("resources: attribute names and types as in the provider's docs", () => {
+  test("hcloud_ssh_key: name, public_key, labels", () => {
+    expect(resource("hcloud_ssh_key")).toEqual({ name: "acme-jane", public_key: "ssh-ed25519 AAAA jane", labels });
+  });
+
+  test("hcloud_primary_ip: name, type, location, auto_delete (bool), delete_protection (bool), labels", () => {
+    expect(Object.values(json.resource.hcloud_primary_ip).map((ip: any) => ({ ...ip, "//": undefined }))).toEqual([
+      { "//": undefined, name: "acme-ipv4", type: "ipv4", location: "fsn1", auto_delete: false, delete_protection: true, labels },
+      { "//": undefined, name: "acme-ipv6", type: "ipv6", location: "fsn1", auto_delete: false },
+    ]);
+  });
+
+  test("hcloud_volume: name, size (number), location, format, automount (bool), delete_protection, labels, lifecycle", () => {
+    expect(resource("hcloud_volume")).toEqual({
+      name: "acme-data",
+      size: 10,
+      location: "fsn1",
+      format: "ext4",
+      automount: false,
+      delete_protection: true,
+      labels,
+      lifecycle: { prevent_destroy: true },
+    });
+  });
+
+  test("hcloud_firewall: name, labels, rule blocks (direction, protocol, port, source_ips/destination_ips, description)", () => {
+    expect(resource("hcloud_firewall")).toEqual({
+      name: "acme",
+      labels,
+      rule: [
+        { direction: "in", protocol: "tcp", port: "22", source_ips: ["203.0.113.4/32"], description: "ssh" },
+        { direction: "out", protocol: "icmp", destination_ips: ["0.0.0.0/0", "::/0"] },
+      ],
+    });
+  });
+
+  test("hcloud_server: name, server_type, image, location, user_data, ssh_keys, public_net block, firewall_ids, flags, labels", () => {
+    expect(resource("hcloud_server")).toEqual({
+      name: "acme",
+      server_type: "cx23",
+      image: "debian-12",
+      location: "fsn1",
+      user_data: "#cloud-config\n",
+      ssh_keys: ["${hcloud_ssh_key.Key.id}"],
+      public_net: [
+        { ipv4_enabled: true, ipv4: "${hcloud_primary_ip.Ipv4.id}", ipv6_enabled: true, ipv6: "${hcloud_primary_ip.Ipv6.id}" },
+      ],
+      firewall_ids: ["${hcloud_firewall.Firewall.id}"],
+      ignore_remote_firewall_ids: true,
+      shutdown_before_deletion: true,
+      labels,
+      lifecycle: { ignore_changes: ["user_data", "ssh_keys"] },
+    });
+  });
+
+  test("hcloud_volume_attachment: volume_id, server_id, automount", () => {
+    expect(resource("hcloud_volume_attachment")).toEqual({
+      volume_id: "${hcloud_volume.Volume.id}",
+      server_id: "${hcloud_server.Server.id}",
+      automount: false,
+    });
+  });
+
+  test("hcloud_firewall_attachment: firewall_id, server_ids, label_selectors", () => {
+    expect(resource("hcloud_firewall_attachment")).toEqual({
+      firewall_id: "${hcloud_firewall.Firewall.id}",
+      server_ids: ["${hcloud_server.Server.id}", 42],
+      label_selectors: ["client=acme"],
+    });
+  });
+
+  test("unset optional fields are left out (the provider's defaults apply)", () => {
+    const app = Testing.app();
+    const stack = new TerraformStack(app, "minimal");
+    new Volume(stack, "Volume", { name: "v", size: 10, location: "nbg1" });
+    const synthesized = JSON.parse(Testing.synth(stack));
+    const keys = Object.keys(Object.values(synthesized.resource.hcloud_volume)[0] as object).filter((k) => k !== "//");
+    expect(keys.sort()).toEqual(["location", "name", "size"]);
+  });
+
+  test("exported attributes are read under their schema names and types", () => {
+    const app = Testing.app();
+    const stack = new TerraformStack(app, "getters");
+    const ip = new PrimaryIp(stack, "Ip", { name: "i", type: "ipv4", location: "fsn1" });
+    const volume = new Volume(stack, "Volume", { name: "v", size: 10, location: "fsn1" });
+    const server = new Server(stack, "Server", { name: "s", serverType: "cx23", image: "debian-12", location: "fsn1" });
+    const key = new SshKey(stack, "Key", { name: "k", publicKey: "ssh-ed25519 AAAA k" });
+    const read: Record<string, string | number> = {
+      ip_id: ip.id,
+      ip_address: ip.ipAddress,
+      ip_network: ip.ipNetwork,
+      volume_id: volume.id,
+      volume_device: volume.linuxDevice,
+      server_id: server.id,
+      server_ipv4: server.ipv4Address,
+      server_ipv6: server.ipv6Address,
+      key_id: key.id,
+      key_fingerprint: key.fingerprint,
+    };
+    for (const [name, value] of Object.entries(read)) new TerraformOutput(stack, name, { value });
+    const outputs = JSON.parse(Testing.synth(stack)).output as Record<string, { value: unknown }>;
+    expect(Object.fromEntries(Object.entries(outputs).map(([name, o]) => [name, o.value]))).toEqual({
+      ip_id: "${hcloud_primary_ip.Ip.id}",
+      ip_address: "${hcloud_primary_ip.Ip.ip_address}",
+      ip_network: "${hcloud_primary_ip.Ip.ip_network}",
+      volume_id: "${hcloud_volume.Volume.id}",
+      volume_device: "${hcloud_volume.Volume.linux_device}",
+      server_id: "${hcloud_server.Server.id}",
+      server_ipv4: "${hcloud_server.Server.ipv4_address}",
+      server_ipv6: "${hcloud_server.Server.ipv6_address}",
+      key_id: "${hcloud_ssh_key.Key.id}",
+      key_fingerprint: "${hcloud_ssh_key.Key.fingerprint}",
+    });
+    // Number in the provider schema: a number token, usable where the API takes an id.
+    expect(typeof ip.id).toBe("number");
+    expect(typeof volume.id).toBe("string");
+  });
+
+  test("field names map to the provider's snake_case names", () => {
+    expect(["serverType", "ipv4Enabled", "ignoreRemoteFirewallIds", "linuxDevice", "sourceIps"].map(snakeCase)).toEqual([
+      "server_type",
+      "ipv4_enabled",
+      "ignore_remote_firewall_ids",
+      "linux_device",
+      "source_ips",
+    ]);
+  });
+});
+
+describe("`cdktf synth --hcl` output", () => {
+  test("every resource is written with its attributes, blocks as blocks, numbers and booleans bare", () => {
+    const flat = hcl.replace(/\s+/g, " ");
+    expect(flat).toContain('resource "hcloud_volume" "Volume" { name = "acme-data" size = 10 location = "fsn1" format = "ext4" automount = false delete_protection = true');
+    expect(flat).toContain("lifecycle { prevent_destroy = true }");
+    expect(flat).toContain('rule { direction = "in" protocol = "tcp" port = "22" source_ips = [ "203.0.113.4/32" ] description = "ssh" }');
+    expect(flat).toContain('public_net { ipv4_enabled = true ipv4 = "${hcloud_primary_ip.Ipv4.id}" ipv6_enabled = true ipv6 = "${hcloud_primary_ip.Ipv6.id}" }');
+    expect(flat).toContain('resource "hcloud_primary_ip" "Ipv4" { name = "acme-ipv4" type = "ipv4" location = "fsn1" auto_delete = false');
+    expect(flat).toMatch(/labels = \{ client = "acme" managedBy = "kit" \}/);
+  });
+
+  test("references in number lists are quoted strings (cdktf 0.21 alone writes `$ {…}`, which is not HCL)", () => {
+    const flat = hcl.replace(/\s+/g, " ");
+    expect(flat).toContain('firewall_ids = [ "${hcloud_firewall.Firewall.id}" ]');
+    expect(flat).toContain('server_ids = [ "${hcloud_server.Server.id}", "42" ]');
+    expect(hcl).not.toMatch(/\$\s+\{/);
+  });
+
+  const terraform = spawnSync("terraform", ["version"], { encoding: "utf8" });
+  (terraform.status === 0 ? test : test.skip)("parses as HCL (`terraform fmt -`, offline)", () => {
+    const result = spawnSync("terraform", ["fmt", "-no-color", "-"], {
+      input: hcl,
+      encoding: "utf8",
+      env: { ...process.env, TF_CLI_CONFIG_FILE: "/dev/null", CHECKPOINT_DISABLE: "1" },
+    });
+    expect(result.stderr).not.toContain("Error");
+    expect(result.status).toBe(0);
+  });
+});
