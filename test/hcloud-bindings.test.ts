@@ -5,6 +5,8 @@
  */
 import { spawnSync } from "node:child_process";
 import { type App, TerraformOutput, TerraformStack, Testing, Token } from "cdktf";
+import { AGENCY } from "../app/agency";
+import { ClientStack } from "../stacks/client-stack";
 import { Firewall } from "../stacks/server/hcloud/firewall";
 import { FirewallAttachment } from "../stacks/server/hcloud/firewall-attachment";
 import { PrimaryIp } from "../stacks/server/hcloud/primary-ip";
@@ -14,6 +16,7 @@ import { Server } from "../stacks/server/hcloud/server";
 import { SshKey } from "../stacks/server/hcloud/ssh-key";
 import { Volume } from "../stacks/server/hcloud/volume";
 import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment";
+import { shippedEnvironment } from "./support/environments";
 
 const labels = { client: "acme", managedBy: "kit" };
 
@@ -236,13 +239,26 @@ describe("`cdktf synth --hcl` output", () => {
     expect(hcl).not.toMatch(/\$\s+\{/);
   });
 
-  const terraform = spawnSync("terraform", ["version"], { encoding: "utf8" });
-  (terraform.status === 0 ? test : test.skip)("parses as HCL (`terraform fmt -`, offline)", () => {
-    const result = spawnSync("terraform", ["fmt", "-no-color", "-"], {
-      input: hcl,
+  /** `terraform fmt -` parses its input as HCL and needs no provider or network. */
+  const fmt = (input: string) =>
+    spawnSync("terraform", ["fmt", "-no-color", "-"], {
+      input,
       encoding: "utf8",
       env: { ...process.env, TF_CLI_CONFIG_FILE: "/dev/null", CHECKPOINT_DISABLE: "1" },
     });
+  const hasTerraform = spawnSync("terraform", ["version"], { encoding: "utf8" }).status === 0;
+
+  (hasTerraform ? test : test.skip)("parses as HCL (`terraform fmt -`, offline)", () => {
+    const result = fmt(hcl);
+    expect(result.stderr).not.toContain("Error");
+    expect(result.status).toBe(0);
+  });
+
+  (hasTerraform ? test : test.skip)("the whole Hetzner example stack parses as HCL, user data included", () => {
+    const stack = new ClientStack(Testing.app(), { env: shippedEnvironment("examplehz-prod"), agency: AGENCY });
+    const stackHcl = Testing.synthHcl(stack) as string;
+    expect(stackHcl).toContain('resource "hcloud_server"');
+    const result = fmt(stackHcl);
     expect(result.stderr).not.toContain("Error");
     expect(result.status).toBe(0);
   });
