@@ -8,7 +8,6 @@
  */
 import { LAYOUT, appUnit } from "../../cloud-init/layout";
 import type { ServerFile } from "../../cloud-init/server-files";
-import { Secret } from "./secret";
 import { bash, join, raw, type Script, step, type Step } from "./shell";
 
 /** Server paths the builders use beyond kit.env (tests point them into a temp dir). */
@@ -80,11 +79,11 @@ export function unlock(paths: ServerPaths = SERVER): Step {
  * they belong to. Secret files show as `<redacted>` in the display. Prints each changed path on stdout.
  */
 export function pushFiles(files: readonly ServerFile[], paths: ServerPaths = SERVER): Step {
-  const puts = files.map((file) => {
-    const content = Buffer.from(file.content).toString("base64");
-    const body = file.secret ? new Secret(content) : content;
-    return bash`put ${file.path} ${file.mode} ${body}`;
-  });
+  // The display shows sizes, not contents (and never a secret's).
+  const puts = files.map((file): Script => ({
+    text: bash`put ${file.path} ${file.mode} ${Buffer.from(file.content).toString("base64")}`.text,
+    display: `put ${file.path} ${file.mode} <${Buffer.byteLength(file.content)} bytes${file.secret ? ", secret" : ""}>`,
+  }));
   const units = `/etc/systemd/system/*`;
   return step(
     `push configuration (${files.length} files)`,
@@ -157,7 +156,7 @@ export function switchUpstream(caddyfile: ServerFile, port: number, paths: Serve
   return step(
     `switch Caddy to 127.0.0.1:${port}`,
     bash`tmp=$(mktemp ${paths.caddyfile}.kit.XXXXXX)
-printf '%s' ${body} | base64 -d >"$tmp"
+printf '%s' ${raw(`'${body}'`)} | base64 -d >"$tmp"
 chmod 0644 "$tmp" && mv -f "$tmp" ${paths.caddyfile}
 systemctl reload caddy.service
 echo "kit: Caddy now proxies to 127.0.0.1:${port}" >&2`,
@@ -204,12 +203,12 @@ export function listBackups(paths: ServerPaths = SERVER): Step {
     join(
       source(paths),
       bash`set -a; . "$S3_CREDENTIALS_FILE"; set +a
+# Litestream logs its errors on stdout, and these listings exit 0 even when S3 cannot be read.
 for what in generations snapshots wal; do
-  echo "== $what"
-  litestream "$what" -config "$LITESTREAM_CONFIG" "$DB_FILE" 2>"$SCRATCH_DIR/.list-errors" || true
-  if grep -q 'level=ERROR' "$SCRATCH_DIR/.list-errors"; then cat "$SCRATCH_DIR/.list-errors" >&2; rm -f "$SCRATCH_DIR/.list-errors"; exit 3; fi
+  out=$(litestream "$what" -config "$LITESTREAM_CONFIG" "$DB_FILE" 2>&1) || true
+  if grep -q 'level=ERROR' <<<"$out"; then echo "$out" >&2; exit 3; fi
+  printf '== %s\n%s\n' "$what" "$out"
 done
-rm -f "$SCRATCH_DIR/.list-errors"
 echo "== fallback"
 find "$BACKUP_DIR" -maxdepth 1 -name 'app-*.sqlite3.gz' -printf '%f %s\\n' | sort`,
     ),
@@ -228,7 +227,7 @@ export function restoreToScratch(from: RestoreSource, paths: ServerPaths = SERVE
     const at = from.timestamp ? bash`-timestamp ${from.timestamp}` : bash``;
     fetch = bash`set -a; . "$S3_CREDENTIALS_FILE"; set +a
 echo "kit: restoring s3://$S3_BUCKET/$LITESTREAM_PREFIX ${raw(from.timestamp ? `as of ${from.timestamp}` : "(latest)")} into $out" >&2
-if ! litestream restore -config "$LITESTREAM_CONFIG" -o "$out" ${at} "$DB_FILE" 2>"$dir/log"; then
+if ! litestream restore -config "$LITESTREAM_CONFIG" -o "$out" ${at} "$DB_FILE" >"$dir/log" 2>&1; then
   cat "$dir/log" >&2; exit 4
 fi`;
   } else if (from.kind === "fallback") {

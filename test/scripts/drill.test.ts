@@ -29,7 +29,7 @@ afterAll(async () => {
 describe("restore-drill.sh", () => {
   let kit: LocalKit;
   beforeAll(async () => {
-    kit = new LocalKit(fauxqs, "kit-drill-test", { drillWaitSeconds: 4, drillPingUrl: pingUrl, litestreamPrefix: "drill/litestream" });
+    kit = new LocalKit(fauxqs, "kit-drill-test", { drillWaitSeconds: 3, drillPingUrl: pingUrl, litestreamPrefix: "drill/litestream" });
     kit.sql(kit.dbFile, "PRAGMA journal_mode=WAL; CREATE TABLE rows(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO rows(body) VALUES ('a'),('b'),('c');");
     await kit.startReplication();
   });
@@ -44,7 +44,7 @@ describe("restore-drill.sh", () => {
     const r = report();
     expect(r).toMatchObject({ ok: true, integrity: "ok", missing_tables: 0, tables: [{ name: "rows", live: 3, restored: 3 }] });
     expect(r.rpo_ms).toBeGreaterThan(0);
-    expect(r.rpo_ms).toBeLessThan(4000);
+    expect(r.rpo_ms).toBeLessThan(3000);
     expect(r.rto_ms).toBeGreaterThan(0);
     expect(kit.sql(kit.dbFile, `SELECT count(*) FROM _kit_drill WHERE token = '${r.sentinel}'`)).toBe("1");
     expect(run.stdout).toContain(`kit-drill: ok=true integrity='ok' rpo_ms=${r.rpo_ms}`);

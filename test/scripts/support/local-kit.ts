@@ -109,7 +109,8 @@ export class LocalKit {
       libDir: dir("lib"),
       ...extra,
     };
-    writeFileSync(this.kitEnvFile, renderTemplate("config/kit.env", this.values, envQuote));
+    // Over the loopback sshd the steps source this file: it also puts the repo's litestream on PATH.
+    writeFileSync(this.kitEnvFile, `${renderTemplate("config/kit.env", this.values, envQuote)}PATH=${LITESTREAM_DIR}:$PATH\n`);
     writeFileSync(String(this.values.litestreamConfig), renderTemplate("config/litestream.yml", this.values));
     writeFileSync(String(this.values.s3CredentialsFile), "AWS_ACCESS_KEY_ID=test-key\nAWS_SECRET_ACCESS_KEY=test-secret\n", { mode: 0o600 });
     // The server scripts exactly as serverFiles renders them, with this kit's values.

@@ -1,0 +1,52 @@
+/**
+ * Deploys a client environment's app: npx tsx scripts/deploy.ts <stack> [--ref REF] [--rollback] …
+ * (Run with tsx: zx 8's own CLI imports .ts files natively only on Node ≥ 22.6.) See --help.
+ */
+import { COMMON_HELP, main, parseArgs, say } from "./lib/cli";
+import { deploy, rollbackOne } from "./lib/deploy-run";
+import { OpsError } from "./lib/errors";
+import { SshRunner } from "./lib/ssh";
+import { loadEnvironment, resolveTarget } from "./lib/target";
+
+const HELP = `Usage: npx tsx scripts/deploy.ts <stack> [options]
+
+Deploys the app of <stack> (e.g. example-prod): takes the server's deploy lock, pushes the configuration
+that changed (rendered from the client file, exactly as the bootstrap renders it), fetches the app at --ref
+into a new release, snapshots the database (sqlite3 .backup into /mnt/data/aside), runs the migrate task,
+starts the release on the other slot (port ↔ port+1), health-checks it, switches Caddy to it and stops the
+old one. On any failure: back to the previous release, and to the snapshot if the migration had run.
+
+  --ref REF             branch, tag or commit (default: app.ref in the client file)
+  --rollback            go back one release (code only; the database is not changed)
+  --to RELEASE          with --rollback: this release directory instead of the previous one
+  --keep N              releases kept on the server (default 5)
+  --health-seconds N    how long the new release has to become healthy (default 30)
+  --render-overrides F  JSON RenderOverrides used when the server was rendered (mirrors, tests)
+
+Secrets: /etc/kit/s3.env is pushed only when the outputs file holds the sensitive key pair;
+/etc/app/secrets.env only when every TF_VAR_secret_<NAME> is set. Otherwise the server's files stay.
+${COMMON_HELP}`;
+
+void main(async () => {
+  const args = parseArgs(process.argv.slice(2), { string: ["ref", "to", "keep", "health-seconds"], boolean: ["rollback"] });
+  if (args.help) return void process.stdout.write(`${HELP}\n`);
+  const [stack] = args.positional;
+  if (!stack) throw new OpsError("which stack?", "npx tsx scripts/deploy.ts <stack>, e.g. example-prod (see --help)");
+  const target = resolveTarget(loadEnvironment(stack), args.target);
+  const runner = new SshRunner(target.ssh, target.sshSettings);
+  const options = {
+    target,
+    runner,
+    ref: args.flags.ref as string | undefined,
+    keep: args.flags.keep === undefined ? undefined : Number(args.flags.keep),
+    healthSeconds: args.flags["health-seconds"] === undefined ? undefined : Number(args.flags["health-seconds"]),
+    dryRun: args.dryRun,
+  };
+  try {
+    if (args.flags.rollback) await rollbackOne({ ...options, to: args.flags.to as string | undefined });
+    else await deploy(options);
+  } finally {
+    await runner.close();
+  }
+  if (args.dryRun) say("dry run: nothing was changed.");
+});

@@ -1,0 +1,39 @@
+/**
+ * Restore drill, safe on production at any time: npx tsx scripts/drill.ts <stack> [--report FILE]. See --help.
+ */
+import { COMMON_HELP, main, parseArgs, say } from "./lib/cli";
+import { drillRemote } from "./lib/drill-run";
+import { OpsError } from "./lib/errors";
+import { SshRunner } from "./lib/ssh";
+import { loadEnvironment, resolveTarget } from "./lib/target";
+
+const HELP = `Usage: npx tsx scripts/drill.ts <stack> [--report FILE]
+
+Proves the backups of <stack> restore. Runs the server's restore-drill.service — the same unit its monthly
+timer runs — which writes a sentinel row into the kit's table _kit_drill, waits until the S3 replica holds
+it, restores the replica into /mnt/data/scratch (never over the live database), and checks
+PRAGMA integrity_check, the sentinel and row counts per table against live. Reports RPO (time until the
+sentinel was restorable) and RTO (restore wall time). Exits non-zero when a check fails.
+
+  --report FILE   where to keep the JSON report here (default outputs/drills/<stack>-<stamp>.json);
+                  the server keeps its own in /mnt/data/drills
+${COMMON_HELP}`;
+
+void main(async () => {
+  const args = parseArgs(process.argv.slice(2), { string: ["report"] });
+  if (args.help) return void process.stdout.write(`${HELP}\n`);
+  const [stack] = args.positional;
+  if (!stack) throw new OpsError("which stack?", "npx tsx scripts/drill.ts <stack> (see --help)");
+  const target = resolveTarget(loadEnvironment(stack), args.target);
+  if (args.dryRun) {
+    say(`dry run: would start restore-drill.service on ${target.ssh.user}@${target.ssh.host} and keep its report. The drill itself only adds a row to _kit_drill.`);
+    return;
+  }
+  const runner = new SshRunner(target.ssh, target.sshSettings);
+  try {
+    const { report } = await drillRemote(runner, stack, args.flags.report as string | undefined);
+    return report.ok ? 0 : 1;
+  } finally {
+    await runner.close();
+  }
+});

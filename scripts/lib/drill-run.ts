@@ -1,0 +1,57 @@
+/** Runs the server's restore drill (the unit the monthly timer runs) and keeps its report here too. */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { LAYOUT } from "../../cloud-init/layout";
+import { say, stepLine } from "./cli";
+import { OpsError } from "./errors";
+import * as steps from "./server-steps";
+import { lastLine, type Runner } from "./state";
+import { REPO_ROOT } from "./target";
+
+/** The JSON report restore-drill.sh writes. */
+export interface DrillReport {
+  readonly stack: string;
+  readonly at: string;
+  readonly ok: boolean;
+  readonly replica: string;
+  readonly sentinel: string;
+  readonly integrity: string;
+  /** Time until the sentinel was restorable from the replica (ms); null: it never was. */
+  readonly rpo_ms: number | null;
+  /** Wall time of the restore (ms). */
+  readonly rto_ms: number | null;
+  readonly missing_tables: number;
+  readonly tables: readonly { name: string; live: number; restored: number | null }[];
+}
+
+export function summarize(r: DrillReport): string {
+  const seconds = (ms: number | null) => (ms === null ? "—" : `${(ms / 1000).toFixed(1)} s`);
+  const differ = r.tables.filter((t) => t.restored !== t.live);
+  return [
+    `restore drill of ${r.stack} at ${r.at}: ${r.ok ? "PASSED" : "FAILED"}`,
+    `  replica     ${r.replica}`,
+    `  sentinel    ${r.rpo_ms === null ? "NOT in the restored copy (replication is not working)" : "found in the restored copy"}`,
+    `  integrity   ${r.integrity}`,
+    `  RPO         ${seconds(r.rpo_ms)}  (time until a write was restorable from S3)`,
+    `  RTO         ${seconds(r.rto_ms)}  (restore wall time)`,
+    `  tables      ${r.tables.length} checked, ${r.missing_tables} missing in the restore${differ.length ? `, ${differ.length} with other row counts (writes during the drill): ${differ.map((t) => `${t.name} ${t.restored}/${t.live}`).join(", ")}` : ""}`,
+  ].join("\n");
+}
+
+export async function drillRemote(runner: Runner, stackName: string, reportFile?: string): Promise<{ report: DrillReport; file: string }> {
+  const step = steps.runDrill();
+  stepLine(`${step.title} on ${runner.destination} (writes a sentinel row into _kit_drill, restores into ${LAYOUT.scratchDir})`);
+  const result = await runner.run(step, { allowFailure: true });
+  if (result.exitCode === 3) throw new OpsError(`${LAYOUT.units.drill} is not installed on ${runner.destination}`, `run a deploy once (it pushes the unit): npx tsx scripts/deploy.ts ${stackName}`);
+  let report: DrillReport;
+  try {
+    report = JSON.parse(lastLine(result.stdout)) as DrillReport;
+  } catch {
+    throw new OpsError(`the drill wrote no report (exit ${result.exitCode})`, `see the lines above and: ssh ${runner.destination} sudo journalctl -u ${LAYOUT.units.drill}`);
+  }
+  const file = reportFile ?? join(REPO_ROOT, "outputs", "drills", `${stackName}-${report.at}.json`);
+  mkdirSync(dirname(file), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
+  say(`\n${summarize(report)}\n  report      ${file} (and ${LAYOUT.drillDir}/drill-${report.at}.json on the server)`);
+  return { report, file };
+}

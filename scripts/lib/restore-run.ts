@@ -1,0 +1,228 @@
+/**
+ * Disaster recovery. Every restore lands in a scratch file first and is checked (PRAGMA integrity_check,
+ * row counts beside the live database's) before anything replaces the live database; the live database
+ * and its -wal/-shm are moved aside, never deleted, and the exact undo command is printed.
+ */
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { $ } from "zx";
+import { LAYOUT } from "../../cloud-init/layout";
+import { templateValues } from "../../cloud-init/server-files";
+import { renderTemplate } from "../../cloud-init/template";
+import { confirm, say, stepLine } from "./cli";
+import { errors, OpsError } from "./errors";
+import { inspectServer, withLock } from "./deploy-run";
+import { describeSource, type RestoreSource, type ServerPaths, SERVER } from "./server-steps";
+import * as steps from "./server-steps";
+import { keyValues, type Runner, slotPorts } from "./state";
+import type { Target } from "./target";
+import { REPO_ROOT } from "./target";
+
+/** RFC 3339 with a zone (what `litestream restore -timestamp` accepts). */
+export function checkTimestamp(value: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value) || Number.isNaN(Date.parse(value))) throw errors.badTimestamp(value);
+  return value;
+}
+
+export interface Checked {
+  readonly scratch: string;
+  readonly integrity: string;
+  /** table → [restored rows, live rows] (undefined when the table is absent on that side). */
+  readonly tables: ReadonlyMap<string, { restored?: number; live?: number }>;
+}
+
+/** Parses restoreToScratch's stdout. */
+export function parseChecked(stdout: string): Checked {
+  const kv = keyValues(stdout);
+  const tables = new Map<string, { restored?: number; live?: number }>();
+  for (const line of stdout.split("\n")) {
+    const [tag, side, table, rows] = line.split("\t");
+    if (tag !== "count" || !table) continue;
+    const entry = tables.get(table) ?? {};
+    tables.set(table, { ...entry, [side]: Number(rows) });
+  }
+  return { scratch: kv.get("scratch") ?? "", integrity: kv.get("integrity") ?? "", tables };
+}
+
+/** The restored copy's row counts beside the live database's, as a small table. */
+export function formatCounts(checked: Checked): string {
+  const rows = [...checked.tables].map(([name, c]) => {
+    const delta = c.restored !== undefined && c.live !== undefined ? c.restored - c.live : undefined;
+    return [name, String(c.restored ?? "—"), String(c.live ?? "—"), delta === undefined ? "" : delta === 0 ? "=" : delta > 0 ? `+${delta}` : String(delta)];
+  });
+  const all = [["table", "restored", "live", "diff"], ...rows];
+  const widths = all[0].map((_, i) => Math.max(...all.map((r) => r[i].length)));
+  return all.map((r) => "  " + r.map((c, i) => c.padEnd(widths[i])).join("  ")).join("\n");
+}
+
+/** Summarises `litestream generations/snapshots/wal` output: the time range a point-in-time restore can reach. */
+export function summarizeListing(text: string): string {
+  const section = (name: string) => {
+    const match = new RegExp(`== ${name}\\n([\\s\\S]*?)(?=\\n== |$)`).exec(text);
+    return (match?.[1] ?? "").trim().split("\n").slice(1).filter(Boolean).map((l) => l.trim().split(/\s+/));
+  };
+  const snapshots = section("snapshots").map((cols) => cols[4]).filter(Boolean).sort();
+  const ends = section("generations").map((cols) => cols[4]).filter(Boolean).sort();
+  const fallback = section("fallback");
+  if (snapshots.length === 0) return "the replica holds no snapshot: nothing can be restored from S3";
+  return `point-in-time restores reach from ${snapshots[0]} to ${ends[ends.length - 1] ?? snapshots[snapshots.length - 1]} (UTC); ${fallback.length} fallback copies on the volume`;
+}
+
+export async function listRemote(runner: Runner, paths: ServerPaths = SERVER): Promise<string> {
+  stepLine("list the backups");
+  const result = await runner.run(steps.listBackups(paths), { allowFailure: true });
+  if (result.exitCode === 3) throw unreachable(result.stderr, "the server");
+  if (result.exitCode !== 0) throw new OpsError(`listing the backups failed: ${result.stderr.trim()}`, "see the lines above");
+  return result.stdout;
+}
+
+function unreachable(stderr: string, where: string): OpsError {
+  const line = stderr.trim().split("\n").filter((l) => /ERROR|error/.test(l)).pop() ?? stderr.trim().split("\n").pop() ?? "";
+  if (/NoSuchBucket/.test(stderr)) return new OpsError(`the bucket does not exist (seen from ${where}): ${line}`, "check the bucket name in the outputs / client file, and the region");
+  if (/AccessDenied|InvalidAccessKeyId|SignatureDoesNotMatch|Forbidden/.test(stderr)) {
+    return new OpsError(`S3 refused the credentials (seen from ${where}): ${line}`, "check the key pair (access_key_id/secret_access_key outputs; on the server /etc/kit/s3.env)");
+  }
+  if (/no matching backups|no snapshots available|no generation/.test(stderr)) {
+    return new OpsError(`the replica holds no backup to restore (seen from ${where}): ${line}`, "list what exists: restore.ts <stack> --list; or use --from-fallback");
+  }
+  return new OpsError(`cannot read the backups (seen from ${where}): ${line}`, "check the network to S3 and the credentials; if S3 is down, restore the newest fallback copy: --from-fallback");
+}
+
+export interface RestoreOptions {
+  readonly target: Target;
+  readonly runner: Runner;
+  readonly from: RestoreSource;
+  readonly yes?: boolean;
+  readonly dryRun?: boolean;
+  readonly healthSeconds?: number;
+  readonly paths?: ServerPaths;
+}
+
+export interface RestoreResult {
+  readonly replaced: boolean;
+  readonly aside?: string;
+  readonly checked: Checked;
+}
+
+/** Restores on the server: scratch, checks, confirmation, swap, health check, undo instructions. */
+export async function restoreRemote(o: RestoreOptions): Promise<RestoreResult> {
+  const { runner, target } = o;
+  const paths = o.paths ?? SERVER;
+  const env = target.env;
+  stepLine(`inspect ${runner.destination}`);
+  const state = await inspectServer(runner, env.app.port, paths);
+  return withLock(runner, `restore from ${describeSource(o.from)}`, paths, async () => {
+    const scratchStep = steps.restoreToScratch(o.from, paths);
+    stepLine(scratchStep.title);
+    const result = await runner.run(scratchStep, { allowFailure: true });
+    if (result.exitCode === 4) throw unreachable(result.stderr, runner.destination);
+    if (result.exitCode !== 0) throw new OpsError(`restoring into scratch failed (exit ${result.exitCode}): ${result.stderr.trim().split("\n").slice(-3).join(" ")}`, "nothing was changed; see the lines above");
+    const checked = parseChecked(result.stdout);
+    say(`\nrestored copy: ${checked.scratch}\nintegrity:     ${checked.integrity}\n${formatCounts(checked)}\n`);
+    if (checked.integrity !== "ok") {
+      throw new OpsError(
+        `the restored copy fails PRAGMA integrity_check (${checked.integrity}); refusing to put it in place. Nothing was changed.`,
+        `the copy is kept for inspection at ${checked.scratch}. Try an earlier --timestamp, or --from-fallback.`,
+      );
+    }
+    const remove = async () => {
+      await runner.run(steps.removeScratch(checked.scratch, paths), { onProgress: () => undefined }).catch(() => undefined);
+    };
+    if (o.dryRun) {
+      say(`dry run: would stop the app and litestream, move ${LAYOUT.dbFile} and its -wal/-shm aside, put the restored copy in place, start and health-check.`);
+      await remove();
+      return { replaced: false, checked };
+    }
+    const ok = await confirm(`Replace the live database of ${env.stackName} with ${describeSource(o.from)}? The current one is moved aside, not deleted.`, Boolean(o.yes));
+    if (!ok) {
+      await remove();
+      say("nothing was changed.");
+      return { replaced: false, checked };
+    }
+    const swap = steps.replaceDatabase(checked.scratch, "before-restore", "move", state.activePort, slotPorts(env.app.port), o.healthSeconds ?? 60, paths);
+    stepLine(swap.title);
+    let aside: string | undefined;
+    try {
+      aside = keyValues((await runner.run(swap)).stdout).get("aside");
+    } catch (error) {
+      throw new OpsError(
+        `replacing the database failed: ${(error as Error).message}`,
+        `the previous database is in ${LAYOUT.asideDir}/before-restore-<stamp>/ on the server (see the lines above); to put it back: npx tsx scripts/restore.ts ${env.stackName} --from-file ${LAYOUT.asideDir}/before-restore-<stamp>/app.sqlite3`,
+      );
+    }
+    await remove();
+    say(`✓ ${env.stackName} now runs on ${describeSource(o.from)}.`);
+    say(`  the previous database (with its -wal/-shm) is kept in ${aside}`);
+    say(`  to undo: npx tsx scripts/restore.ts ${env.stackName} --from-file ${aside}/${LAYOUT.dbFile.split("/").pop()} --yes`);
+    return { replaced: true, aside, checked };
+  });
+}
+
+/** The litestream binary for local restores: --litestream, else the one this repo's npm install ships, else PATH. */
+export function localLitestream(explicit?: string): string {
+  if (explicit) return explicit;
+  const shipped = join(REPO_ROOT, "node_modules", "@flydotio", "litestream-linux-x64", "litestream");
+  return existsSync(shipped) ? shipped : "litestream";
+}
+
+/** Runs a litestream command on this machine against the environment's replica (a temp config, keys in the environment only). */
+async function withLocalConfig<T>(target: Target, body: (config: string, placeholder: string, env: NodeJS.ProcessEnv) => Promise<T>): Promise<T> {
+  if (!target.credentials) throw errors.noCredentials(target.env.stackName, target.outputsFile);
+  const dir = mkdtempSync(join(tmpdir(), "kit-restore-"));
+  const placeholder = join(dir, "replica-of-" + target.env.stackName + ".sqlite3");
+  const values = templateValues(target.env, {
+    volumeDevice: "",
+    bucket: target.bucket,
+    region: target.region,
+    s3Endpoint: target.s3Endpoint,
+    s3Credentials: { accessKeyId: "", secretAccessKey: "" },
+    appSecrets: {},
+  });
+  const config = join(dir, "litestream.yml");
+  writeFileSync(config, renderTemplate("config/litestream.yml", { ...values, dbFile: placeholder, litestreamPrefix: target.replicaPath }));
+  const env = {
+    ...process.env,
+    LITESTREAM_ACCESS_KEY_ID: target.credentials.accessKeyId,
+    LITESTREAM_SECRET_ACCESS_KEY: target.credentials.secretAccessKey.reveal(),
+    AWS_ACCESS_KEY_ID: target.credentials.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: target.credentials.secretAccessKey.reveal(),
+  };
+  try {
+    return await body(config, placeholder, env);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function listLocal(target: Target, litestream?: string): Promise<string> {
+  return withLocalConfig(target, async (config, placeholder, env) => {
+    let text = "";
+    for (const what of ["generations", "snapshots", "wal"]) {
+      const r = await $({ env, quiet: true, nothrow: true })`${localLitestream(litestream)} ${what} -config ${config} ${placeholder}`;
+      // Litestream logs errors on stdout, and its listings exit 0 even when S3 cannot be read.
+      if (r.exitCode !== 0 || /level=ERROR/.test(r.stdout + r.stderr)) throw unreachable(r.stdout + r.stderr, "this machine");
+      text += `== ${what}\n${r.stdout}`;
+    }
+    return text;
+  });
+}
+
+/** `--local FILE`: restores the replica onto this machine (for inspection), checks it, never touches the server. */
+export async function restoreLocal(target: Target, out: string, timestamp?: string, litestream?: string): Promise<Checked> {
+  if (existsSync(out)) throw new OpsError(`${out} already exists`, "choose a new file name (restores never overwrite)");
+  return withLocalConfig(target, async (config, placeholder, env) => {
+    stepLine(`restore s3://${target.bucket}/${target.replicaPath}${timestamp ? ` as of ${timestamp}` : " (latest)"} into ${out}`);
+    const at = timestamp ? ["-timestamp", timestamp] : [];
+    const r = await $({ env, quiet: true, nothrow: true })`${localLitestream(litestream)} restore -config ${config} -o ${out} ${at} ${placeholder}`;
+    if (r.exitCode !== 0) throw unreachable(r.stdout + r.stderr, "this machine");
+    const integrity = (await $({ quiet: true, nothrow: true })`sqlite3 -readonly ${out} ${"PRAGMA integrity_check"}`).stdout.trim().split("\n").slice(0, 5).join(" ");
+    const names = (await $({ quiet: true })`sqlite3 -readonly ${out} ${"SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*' ORDER BY 1"}`).stdout.split("\n").filter(Boolean);
+    const tables = new Map<string, { restored?: number }>();
+    for (const name of names) tables.set(name, { restored: Number((await $({ quiet: true })`sqlite3 -readonly ${out} ${`SELECT count(*) FROM ${name}`}`).stdout.trim()) });
+    const checked: Checked = { scratch: out, integrity, tables };
+    say(`\nrestored copy: ${out}\nintegrity:     ${integrity}\n${formatCounts(checked)}\n`);
+    if (integrity !== "ok") throw new OpsError(`the restored copy fails PRAGMA integrity_check (${integrity})`, `it is kept at ${out} for inspection; try an earlier --timestamp`);
+    return checked;
+  });
+}
