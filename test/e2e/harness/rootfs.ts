@@ -1,0 +1,265 @@
+/**
+ * The droplet's disk image: a Debian 12 (bookworm) root filesystem that boots under systemd-nspawn and runs
+ * cloud-init, standing in for the provider's "debian-12-x64" cloud image.
+ *
+ * It is built once with debootstrap and cached outside the checkout, keyed by a hash of the recipe below
+ * (package lists, commands, files written, host apt sources). The build runs in a temporary directory that
+ * is renamed into place only when complete, so an interrupted build never leaves a broken cache. Each boot
+ * gets its own copy-on-write view of the cache (an overlay mount), so tests never change the cache.
+ *
+ * Nothing the kit's user data installs (caddy, git, unattended-upgrades, ...) is pre-installed: those come
+ * from the Debian mirror at boot, as on a real server. The image carries the host's apt sources so that the
+ * container uses the same mirror the host does.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { log, requireRoot, requireTools, run, runSyncQuiet, seconds } from "./process";
+import { processIdentity, removeTree, type Teardown } from "./teardown";
+
+/** Where built images are kept between runs. Override with KIT_E2E_CACHE. */
+export const ROOTFS_CACHE_DIR = process.env.KIT_E2E_CACHE ?? "/var/cache/kit-e2e";
+
+/** Bump to force a rebuild when something outside the recipe data changes how the image is built. */
+const RECIPE_VERSION = 1;
+const SUITE = "bookworm";
+
+/** What the provider's cloud image has that the kit relies on (the bootstrap installs the rest). */
+export const IMAGE_PACKAGES = [
+  "systemd",
+  "systemd-sysv",
+  "dbus",
+  "openssh-server",
+  "sqlite3",
+  "curl",
+  "ca-certificates",
+  "sudo",
+  "iproute2",
+] as const;
+
+/** Installed with apt inside the image: debootstrap's --include cannot resolve cloud-init's virtual deps. */
+export const IMAGE_APT_PACKAGES = ["cloud-init"] as const;
+
+/** cloud-init settings of the image: the harness plays the cloud provider. */
+const CLOUD_CFG = `# Written by the kit's e2e harness (test/e2e/harness/rootfs.ts).
+# The NoCloud seed in /var/lib/cloud/seed/nocloud is this "cloud's" metadata service: skip probing others.
+datasource_list: [ NoCloud, None ]
+# The harness configures eth0 from the host before boot (as a provider's network does), so cloud-init must
+# not write a DHCP config for it.
+network: {config: disabled}
+`;
+
+export interface Rootfs {
+  /** The cached root directory. Read-only by convention: boot a `bootCopy()` of it, never this. */
+  readonly path: string;
+  /** Recipe hash naming the cache entry. */
+  readonly key: string;
+  /** How long building took; undefined when the cache was used. */
+  readonly buildMs?: number;
+}
+
+interface Recipe {
+  readonly version: number;
+  readonly suite: string;
+  readonly mirror: string;
+  readonly packages: readonly string[];
+  readonly aptPackages: readonly string[];
+  /** Files written into the image after debootstrap, by absolute path inside the image. */
+  readonly files: Readonly<Record<string, string>>;
+  /** Commands run inside the image (via systemd-nspawn, which sets up /proc, /sys and /dev, then cleans up). */
+  readonly commands: readonly (readonly string[])[];
+}
+
+/** Returns the cached image for the current recipe, building it first if needed. */
+export async function ensureRootfs(): Promise<Rootfs> {
+  requireRoot();
+  requireTools({ debootstrap: "debootstrap", "systemd-nspawn": "systemd-container" });
+  const recipe = buildRecipe();
+  const key = recipeKey(recipe);
+  const entry = join(ROOTFS_CACHE_DIR, `rootfs-${key}`);
+  const root = join(entry, "root");
+  if (existsSync(root)) {
+    log(`rootfs ${key} is cached at ${root}`);
+    return { path: root, key };
+  }
+  mkdirSync(ROOTFS_CACHE_DIR, { recursive: true });
+  await removeAbandonedBuilds();
+  const started = Date.now();
+  log(`building rootfs ${key} (debootstrap ${SUITE} from ${recipe.mirror}; takes a few minutes, once)`);
+  const self = processIdentity(process.pid)!;
+  const staging = join(ROOTFS_CACHE_DIR, `.build-${key}-${self.pid}-${self.startTime}`);
+  try {
+    await buildInto(join(staging, "root"), recipe);
+    writeFileSync(join(staging, "recipe.json"), JSON.stringify({ key, builtAt: new Date(), recipe }, null, 2));
+    publish(staging, entry);
+  } finally {
+    await removeTree(staging);
+  }
+  const buildMs = Date.now() - started;
+  log(`rootfs ${key} built in ${seconds(buildMs)} at ${root}`);
+  return { path: root, key, buildMs };
+}
+
+/**
+ * A private, writable copy-on-write view of the image for one machine (an overlay mount whose changes land
+ * in `dir`). It stays mounted until teardown, so a machine can be booted again after a stop (a reboot).
+ */
+export async function bootCopy(teardown: Teardown, rootfs: Rootfs, dir: string): Promise<string> {
+  const upper = join(dir, "upper");
+  const work = join(dir, "work");
+  const merged = join(dir, "root");
+  await Promise.all([upper, work, merged].map((path) => mkdir(path, { recursive: true })));
+  await run(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${rootfs.path},upperdir=${upper},workdir=${work}`, merged]);
+  teardown.track({ kind: "mount", path: merged });
+  return merged;
+}
+
+/** The recipe as data: everything that decides the image's content, so its hash is the cache key. */
+function buildRecipe(): Recipe {
+  const apt = hostAptConfig();
+  return {
+    version: RECIPE_VERSION,
+    suite: SUITE,
+    mirror: apt.mirror,
+    packages: IMAGE_PACKAGES,
+    aptPackages: IMAGE_APT_PACKAGES,
+    files: {
+      ...apt.files,
+      // debootstrap's one-line sources.list would duplicate the host's sources copied above.
+      "/etc/apt/sources.list": "",
+      "/etc/cloud/cloud.cfg.d/90-kit-e2e.cfg": CLOUD_CFG,
+      // Cloud images ship these empty or absent: each instance gets its own identity at first boot.
+      "/etc/machine-id": "",
+      "/etc/hostname": "localhost\n",
+      // No DNS inside the test network (only the harness's services are reachable); apt goes through the
+      // harness's proxy, which resolves names on the host.
+      "/etc/resolv.conf": "",
+    },
+    commands: [
+      ["apt-get", "update"],
+      ["apt-get", "install", "--yes", "--no-install-recommends", ...IMAGE_APT_PACKAGES],
+      ["apt-get", "clean"],
+      // A fresh image has no package lists; cloud-init's package_update fetches them at boot, for real.
+      ["sh", "-c", "rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*"],
+    ],
+  };
+}
+
+async function buildInto(root: string, recipe: Recipe): Promise<void> {
+  await mkdir(dirname(root), { recursive: true });
+  await run(
+    ["debootstrap", "--variant=minbase", `--include=${recipe.packages.join(",")}`, recipe.suite, root, recipe.mirror],
+    { timeoutMs: 30 * 60_000 },
+  ).catch((error: Error) => {
+    throw new Error(`debootstrap failed (see ${root}/debootstrap/debootstrap.log if it is still there): ${error.message}`);
+  });
+  for (const [path, content] of Object.entries(recipe.files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), content);
+  }
+  for (const command of recipe.commands) {
+    await inImage(root, command);
+  }
+}
+
+/** Runs a command inside the image being built (not booted; host network for apt). */
+function inImage(root: string, command: readonly string[]) {
+  return run(
+    [
+      "systemd-nspawn",
+      "--quiet",
+      "--register=no",
+      "--keep-unit",
+      "--resolv-conf=bind-host",
+      `--directory=${root}`,
+      "--setenv=DEBIAN_FRONTEND=noninteractive",
+      ...command,
+    ],
+    { timeoutMs: 30 * 60_000 },
+  );
+}
+
+/** Moves a finished build into the cache; loses gracefully to a concurrent run that finished first. */
+function publish(staging: string, entry: string): void {
+  try {
+    renameSync(staging, entry);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (!(code === "ENOTEMPTY" || code === "EEXIST") || !existsSync(join(entry, "root"))) throw error;
+  }
+}
+
+/** Removes staging directories of builds whose process is gone (interrupted builds). */
+async function removeAbandonedBuilds(): Promise<void> {
+  for (const name of readdirSync(ROOTFS_CACHE_DIR).filter((file) => file.startsWith(".build-"))) {
+    const [, , pid, startTime] = name.split("-");
+    const owner = processIdentity(Number(pid));
+    if (owner?.startTime === startTime) continue; // still building in another run
+    log(`removing interrupted rootfs build ${basename(name)}`);
+    await removeTree(join(ROOTFS_CACHE_DIR, name));
+  }
+}
+
+function recipeKey(recipe: Recipe): string {
+  return createHash("sha256").update(JSON.stringify(recipe)).digest("hex").slice(0, 16);
+}
+
+interface HostApt {
+  /** The Debian mirror the host uses for `bookworm` (debootstrap downloads from it). */
+  readonly mirror: string;
+  /** Host apt files to copy into the image, by path. */
+  readonly files: Record<string, string>;
+}
+
+/**
+ * The host's apt sources (so the container reaches the same mirror) and the host's settings for checking
+ * Release file dates (a dated snapshot mirror needs Check-Valid-Until off, or apt rejects it).
+ */
+function hostAptConfig(): HostApt {
+  const files: Record<string, string> = {};
+  const sourcesDir = "/etc/apt/sources.list.d";
+  const sourceFiles = [
+    ...(existsSync("/etc/apt/sources.list") ? ["/etc/apt/sources.list"] : []),
+    ...readdirSync(sourcesDir)
+      .filter((file) => file.endsWith(".sources") || file.endsWith(".list"))
+      .map((file) => join(sourcesDir, file)),
+  ];
+  let mirror: string | undefined;
+  for (const path of sourceFiles) {
+    const content = readFileSync(path, "utf8");
+    const found = debianMirror(content);
+    if (!found) continue; // only Debian's own sources (a host's third-party repos stay on the host)
+    mirror ??= found;
+    files[path === "/etc/apt/sources.list" ? join(sourcesDir, "host.list") : path] = content;
+  }
+  if (!mirror) {
+    throw new Error(`no apt source for Debian ${SUITE} found in /etc/apt/sources.list{,.d}: the image needs a Debian mirror`);
+  }
+  files["/etc/apt/apt.conf.d/90kit-e2e-host"] = hostAcquireSettings();
+  return { mirror, files };
+}
+
+/** The host's Acquire::Check-Valid-Until / Check-Date settings, as an apt.conf snippet. */
+function hostAcquireSettings(): string {
+  const dump = runSyncQuiet(["apt-config", "dump", "Acquire"]).stdout;
+  const wanted = /^Acquire::(Check-Valid-Until|Check-Date) /;
+  const lines = dump.split("\n").filter((line) => wanted.test(line));
+  return `// Copied from the host's apt configuration by the kit's e2e harness.\n${lines.join("\n")}\n`;
+}
+
+/** The first URI serving `bookworm` from `main`, in either one-line or deb822 format. */
+function debianMirror(content: string): string | undefined {
+  for (const line of content.split("\n")) {
+    const match = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+.*\bmain\b/.exec(line.trim());
+    if (match && match[2] === SUITE) return match[1];
+  }
+  for (const stanza of content.split(/\n\s*\n/)) {
+    const field = (name: string) => new RegExp(`^${name}:\\s*(.+)$`, "mi").exec(stanza)?.[1].trim().split(/\s+/) ?? [];
+    if (/^Enabled:\s*no/im.test(stanza)) continue;
+    if (field("Types").includes("deb") && field("Suites").includes(SUITE) && field("Components").includes("main")) {
+      return field("URIs")[0];
+    }
+  }
+  return undefined;
+}
