@@ -58,13 +58,14 @@ export function formatCounts(checked: Checked): string {
 
 /** Summarises `litestream generations/snapshots/wal` output: the time range a point-in-time restore can reach. */
 export function summarizeListing(text: string): string {
-  const section = (name: string) => {
+  /** Rows of a section; Litestream's tables have a header line, the fallback list has none. */
+  const section = (name: string, header = true) => {
     const match = new RegExp(`== ${name}\\n([\\s\\S]*?)(?=\\n== |$)`).exec(text);
-    return (match?.[1] ?? "").trim().split("\n").slice(1).filter(Boolean).map((l) => l.trim().split(/\s+/));
+    return (match?.[1] ?? "").trim().split("\n").slice(header ? 1 : 0).filter(Boolean).map((l) => l.trim().split(/\s+/));
   };
   const snapshots = section("snapshots").map((cols) => cols[4]).filter(Boolean).sort();
   const ends = section("generations").map((cols) => cols[4]).filter(Boolean).sort();
-  const fallback = section("fallback");
+  const fallback = section("fallback", false);
   if (snapshots.length === 0) return "the replica holds no snapshot: nothing can be restored from S3";
   return `point-in-time restores reach from ${snapshots[0]} to ${ends[ends.length - 1] ?? snapshots[snapshots.length - 1]} (UTC); ${fallback.length} fallback copies on the volume`;
 }

@@ -1,0 +1,127 @@
+/** The command builders, compared as text, and the pure helpers around them (no server needed). */
+import { LAYOUT } from "../../cloud-init/layout";
+import { parseArgs } from "../../scripts/lib/cli";
+import { planFiles } from "../../scripts/lib/deploy-run";
+import { OpsError } from "../../scripts/lib/errors";
+import { checkTimestamp, summarizeListing } from "../../scripts/lib/restore-run";
+import { Secret } from "../../scripts/lib/secret";
+import * as steps from "../../scripts/lib/server-steps";
+import { bash, quote } from "../../scripts/lib/shell";
+import { otherPort, parseState } from "../../scripts/lib/state";
+import { loadEnvironment, resolveTarget, type Target } from "../../scripts/lib/target";
+
+const env = loadEnvironment("example-prod");
+const target: Target = { ...resolveTarget(env, { host: "203.0.113.5", outputs: "/nonexistent.json" }, {}) };
+const state = parseState(
+  "active_port=8000\napp_port=8000\nbootstrap_done=/srv/app/releases/a\ndb_exists=yes\nslot_8000=/srv/app/releases/a\nslot_8001=\n" +
+    "unit_8000=active\nunit_8001=inactive\nrelease=/srv/app/releases/b\nrelease=/srv/app/releases/a\nlock=\nvolume_device=/dev/disk/by-id/scsi-0DO_Volume_x\ns3_endpoint=\ndrill_unit=yes\n",
+);
+
+describe("shell text", () => {
+  test("values are quoted; secrets show as '***' in the display only", () => {
+    expect(quote("plain/path-1.0")).toBe("plain/path-1.0");
+    expect(quote("it's a b")).toBe(`'it'\\''s a b'`);
+    const s = bash`echo ${"a b"} ${["x", "y z"]} ${new Secret("hunter2")}`;
+    expect(s.text).toBe(`echo 'a b' x 'y z' hunter2`);
+    expect(s.display).toBe(`echo 'a b' x 'y z' '***'`);
+  });
+
+  test("every step starts with set -euo pipefail", () => {
+    for (const s of [steps.inspect([8000, 8001]), steps.lock("me"), steps.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(), steps.restoreToScratch({ kind: "replica" }), steps.runDrill()]) {
+      expect(s.script.text.startsWith("set -euo pipefail\n")).toBe(true);
+    }
+  });
+});
+
+describe("deploy steps", () => {
+  test("the lock is an atomic mkdir of the layout's lock dir, exit 75 when held", () => {
+    expect(steps.lock("jane@laptop").script.text).toBe(
+      `set -euo pipefail\nmkdir -p "$(dirname ${LAYOUT.deployLock})"\nif ! mkdir ${LAYOUT.deployLock} 2>/dev/null; then\n` +
+        `  echo "kit: the deploy lock ${LAYOUT.deployLock} is held: $(cat ${LAYOUT.deployLock}/owner 2>/dev/null || echo 'no owner note')" >&2\n  exit 75\nfi\n` +
+        `printf '%s\\n' jane@laptop >${LAYOUT.deployLock}/owner`,
+    );
+    expect(steps.unlock().script.text).toBe(`set -euo pipefail\nrm -f ${LAYOUT.deployLock}/owner && rmdir ${LAYOUT.deployLock}`);
+  });
+
+  test("a slot starts from its symlink, enabled, and must pass the health check", () => {
+    expect(steps.startSlot(8001, "/srv/app/releases/x", 30).script.text).toBe(
+      `set -euo pipefail\n. /etc/kit/kit.env\nln -sfn /srv/app/releases/x "$SLOTS_DIR/8001"\nsystemctl enable --quiet app@8001.service\n` +
+        `systemctl restart app@8001.service\n/usr/local/lib/kit/wait-healthy.sh 8001 30`,
+    );
+    expect(steps.stopSlot(8000).script.text).toBe("set -euo pipefail\nsystemctl disable --quiet app@8000.service 2>/dev/null || true\nsystemctl stop app@8000.service");
+    expect(steps.fetchRelease("v1.2").script.text).toBe("set -euo pipefail\n/usr/local/lib/kit/fetch-release.sh v1.2");
+    expect(steps.migrate("/srv/app/releases/x", "migrate").script.text).toBe("set -euo pipefail\n/usr/local/lib/kit/run-task.sh /srv/app/releases/x migrate");
+  });
+
+  test("the pre-migration snapshot is sqlite3 .backup as the app user into the aside dir", () => {
+    expect(steps.snapshot("pre-deploy").script.text).toContain(`out="$ASIDE_DIR/pre-deploy-$(date -u +%Y%m%dT%H%M%SZ).sqlite3"\nrunuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 10000' "$DB_FILE" ".backup '$out'"`);
+  });
+
+  test("replacing the database stops both slots and Litestream, moves the live files aside, starts and health-checks", () => {
+    const text = steps.replaceDatabase("/mnt/data/aside/pre-deploy-x.sqlite3", "failed-deploy", "copy", 8000, [8000, 8001], 60).script.text;
+    expect(text).toContain("systemctl stop app@8000.service app@8001.service litestream.service");
+    expect(text).toContain(`for f in "$DB_FILE" "$DB_FILE-wal" "$DB_FILE-shm"; do\n  if [ -e "$f" ]; then mv "$f" "$aside/"`);
+    expect(text).toContain(`cp "$src" "$DB_FILE"`);
+    expect(text).not.toMatch(/\brm\b/);
+    expect(text).toContain("systemctl start litestream.service app@8000.service\n/usr/local/lib/kit/wait-healthy.sh 8000 60");
+  });
+
+  test("config push: sizes in the display, never secret contents; reloads only what changed", () => {
+    const files = planFiles({ ...target, credentials: { accessKeyId: "AKIA1", secretAccessKey: new Secret("very-secret") } }, state, { TF_VAR_secret_SESSION_SECRET: "s3ss" }).files;
+    const push = steps.pushFiles(files);
+    expect(push.script.display).toMatch(/^put \/etc\/kit\/s3.env 0600 <\d+ bytes, secret>$/m);
+    expect(push.script.display).not.toContain("very-secret");
+    expect(push.script.text).toContain(Buffer.from("AWS_SECRET_ACCESS_KEY=very-secret\n").toString("base64").slice(0, 20));
+    expect(push.script.text).toContain("if has /etc/litestream.yml || has /etc/kit/s3.env; then systemctl try-restart litestream.service; fi");
+    expect(push.script.text).toContain("systemctl enable --quiet --now fallback-backup.timer restore-drill.timer");
+  });
+});
+
+describe("what deploy pushes", () => {
+  test("without the key pair or secret values here, the server's secret files are left as they are", () => {
+    const plan = planFiles(target, state, {});
+    expect(plan.left).toEqual([LAYOUT.s3CredentialsFile, LAYOUT.appSecretsFile]);
+    expect(plan.files.map((f) => f.path)).toContain(LAYOUT.kitEnvFile);
+    expect(plan.files.find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("VOLUME_DEVICE=/dev/disk/by-id/scsi-0DO_Volume_x");
+  });
+
+  test("the Caddyfile is rendered for the active slot", () => {
+    expect(planFiles(target, state, {}, 8001).files.find((f) => f.path === LAYOUT.caddyfile)!.content).toContain("reverse_proxy 127.0.0.1:8001");
+    expect(planFiles(target, state, {}).files.find((f) => f.path === LAYOUT.caddyfile)!.content).toContain("reverse_proxy 127.0.0.1:8000");
+  });
+
+  test("some but not all app secrets given is an error naming the missing ones", () => {
+    const two = { ...target, env: { ...env, app: { ...env.app, secrets: ["A", "B"] } } };
+    expect(() => planFiles(two, state, { TF_VAR_secret_A: "x" })).toThrow("TF_VAR_secret_B");
+    expect(planFiles(two, state, { TF_VAR_secret_A: "x", TF_VAR_secret_B: "y" }).left).toEqual([LAYOUT.s3CredentialsFile]);
+  });
+});
+
+describe("helpers", () => {
+  test("server state parses; the other slot alternates", () => {
+    expect(state).toMatchObject({ activePort: 8000, dbExists: true, slots: { 8000: "/srv/app/releases/a" }, releases: ["/srv/app/releases/a", "/srv/app/releases/b"], drillUnit: true });
+    expect(otherPort(8000, 8000)).toBe(8001);
+    expect(otherPort(8001, 8000)).toBe(8000);
+  });
+
+  test("timestamps must be RFC 3339 with a zone", () => {
+    expect(checkTimestamp("2026-03-14T14:04:00Z")).toBe("2026-03-14T14:04:00Z");
+    expect(checkTimestamp("2026-03-14T15:04:00+01:00")).toBe("2026-03-14T15:04:00+01:00");
+    expect(() => checkTimestamp("2026-03-14 14:04")).toThrow(OpsError);
+  });
+
+  test("unknown flags are refused; host facts: flags over outputs over the client file", () => {
+    expect(() => parseArgs(["example-prod", "--yse"], {})).toThrow("unknown option --yse");
+    const args = parseArgs(["example-prod", "--host", "198.51.100.7", "--port", "2222", "--yes"], {});
+    expect(args).toMatchObject({ positional: ["example-prod"], yes: true, target: { host: "198.51.100.7", port: 2222 } });
+    const t = resolveTarget(env, args.target, {});
+    expect(t.ssh).toEqual({ host: "198.51.100.7", user: "deploy", port: 2222, identity: undefined });
+    expect(t).toMatchObject({ bucket: "pixelco-example-prod-backups", replicaPath: "prod/litestream", credentials: undefined });
+    expect(() => resolveTarget(env, { outputs: "/nonexistent.json" }, {})).toThrow("no server address for example-prod");
+  });
+
+  test("the listing summary names the restorable time range", () => {
+    const text = "== generations\nname  generation  lag  start  end\ns3  abc  1s  2026-03-14T10:00:00Z  2026-03-14T14:10:00Z\n== snapshots\nreplica  generation  index  size  created\ns3  abc  0  100  2026-03-14T10:00:00Z\n== wal\n== fallback\napp-20260314T033000Z.sqlite3.gz 1234\n";
+    expect(summarizeListing(text)).toBe("point-in-time restores reach from 2026-03-14T10:00:00Z to 2026-03-14T14:10:00Z (UTC); 1 fallback copies on the volume");
+  });
+});
