@@ -9,6 +9,15 @@ import { digitalOcean } from "./server/digitalocean";
 import { hetzner } from "./server/hetzner";
 import type { ServerPlatform } from "./server/server-platform";
 
+/**
+ * Terraform reads every string as a template: a literal `${` or `%{` in the user data (shell, systemd)
+ * would be taken for an interpolation and fail the plan. Escape them, leaving cdktf's own references
+ * (`${TfToken[…]}`, resolved at synth) alone.
+ */
+export function escapeTemplateSyntax(text: string): string {
+  return text.replace(/\$\{(?!TfToken\[)/g, () => "$${").replace(/%\{/g, () => "%%{");
+}
+
 /** The server part of each provider. */
 export const PLATFORMS: Readonly<Partial<Record<ProviderName, ServerPlatform>>> = {
   digitalocean: digitalOcean,
@@ -50,7 +59,7 @@ export class ClientStack extends TerraformStack {
       env,
       tags,
       userData: (volumeDevice) =>
-        renderUserData(
+        escapeTemplateSyntax(renderUserData(
           env,
           {
             volumeDevice,
@@ -61,7 +70,7 @@ export class ClientStack extends TerraformStack {
             gitDeployKey: secrets.gitDeployKey,
           },
           { base64: (content) => Fn.base64encode(content), overrides: props.renderOverrides },
-        ),
+        )),
     });
 
     this.outputs(env, server.ipv4, server.ipv6, backups);

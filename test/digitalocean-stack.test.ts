@@ -4,10 +4,12 @@
  */
 import { OBJECT_ACTIONS } from "../stacks/backup-bucket";
 import { shippedEnvironment, shippedEnvironments } from "./support/environments";
+import { parseHcl } from "./support/hcl";
 import { type SynthesizedStack, synthesize } from "./support/synth";
 
-describe("every shipped client stack", () => {
-  test.each(shippedEnvironments().map((env) => [env.stackName, env] as const))("%s matches its snapshot", (_name, env) => {
+describe("every shipped DigitalOcean client stack (Hetzner's: test/hetzner-stack.test.ts)", () => {
+  const digitalOceanEnvs = shippedEnvironments().filter((env) => env.provider === "digitalocean");
+  test.each(digitalOceanEnvs.map((env) => [env.stackName, env] as const))("%s matches its snapshot", (_name, env) => {
     expect(synthesize(env).json).toMatchSnapshot();
   });
 });
@@ -217,6 +219,22 @@ describe("example-prod (DigitalOcean)", () => {
         s3: { bucket: "pixelco-tfstate", region: "eu-central-1", key: "pixelco/example-prod.tfstate", encrypt: true, use_lockfile: true },
       });
     });
+  });
+});
+
+describe("user data as a Terraform template", () => {
+  test("a literal ${ or %{ (shell, systemd, an env value) is escaped; cdktf's references are not", async () => {
+    const base = shippedEnvironment("example-staging");
+    const env = { ...base, app: { ...base.app, env: { GREETING: "${HOME} and %{x}" } } };
+    const stack = synthesize(env);
+    const userData: string = stack.resource("digitalocean_droplet").user_data;
+    expect(userData).toContain("GREETING='$${HOME} and %%{x}'");
+    expect(userData).toContain("${base64encode(");
+    // HashiCorp's parser accepts it as a template (a heredoc is a template without escapes, like a
+    // decoded JSON string), and it does reject the unescaped form.
+    const asTemplate = (text: string) => parseHcl(`x = <<EOT_USER_DATA\n${text}\nEOT_USER_DATA\n`);
+    await expect(asTemplate(userData)).resolves.toHaveProperty("x");
+    await expect(asTemplate("GREETING='${HOME:-/root}'")).rejects.toThrow("Extra characters after interpolation expression");
   });
 });
 

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT, shippedEnvironments } from "./support/environments";
+import { parseHcl } from "./support/hcl";
 
 /** The environment without any cloud credential, so a passing synth proves it needs none. */
 function withoutCredentials(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -22,7 +23,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-test("`cdktf synth` writes every shipped stack without cloud credentials, and `--hcl` writes cdk.tf", () => {
+test("`cdktf synth` writes every shipped stack without cloud credentials, and `--hcl` writes valid HCL", async () => {
   const out = join(scratch, "out");
   const json = spawnSync("npx", ["cdktf", "synth", "--output", out], { cwd: REPO_ROOT, env: withoutCredentials(), encoding: "utf8" });
   expect(json.status).toBe(0);
@@ -35,6 +36,10 @@ test("`cdktf synth` writes every shipped stack without cloud credentials, and `-
   expect(hcl.status).toBe(0);
   const tf = readFileSync(join(hclOut, "stacks", "example-prod", "cdk.tf"), "utf8");
   expect(tf).toMatch(/resource "aws_s3_bucket" "[^"]+" \{[\s\S]*?prevent_destroy = true/);
+  // Every stack's HCL parses with HashiCorp's parser: the exit path really is plain Terraform.
+  for (const env of shippedEnvironments()) {
+    await expect(parseHcl(readFileSync(join(hclOut, "stacks", env.stackName, "cdk.tf"), "utf8"))).resolves.toHaveProperty("resource");
+  }
 });
 
 test("a client file with three mistakes fails synth once, naming all three by path; no stack is written", () => {

@@ -88,9 +88,8 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
 
   private createFirewall(droplet: Droplet): Firewall {
     const anywhere = ["0.0.0.0/0", "::/0"];
-    return new Firewall(this, "Firewall", {
+    const firewall = new Firewall(this, "Firewall", {
       name: this.env.names.server,
-      dropletIds: [Token.asNumber(droplet.id)],
       // Stateful and default-deny: nothing inbound but these three ports.
       inboundRule: [
         { protocol: "tcp", portRange: "22", sourceAddresses: [...this.env.sshAllowedCidrs] },
@@ -104,6 +103,10 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
         { protocol: "icmp", destinationAddresses: anywhere },
       ],
     });
+    // Set as a list of the id reference: cdktf's HCL writer (`synth --hcl`) mangles a list of number
+    // tokens into invalid HCL (`[ $ { … } ]`); Terraform converts the string to a number.
+    firewall.addOverride("droplet_ids", [droplet.id]);
+    return firewall;
   }
 
   private createReservedIp(droplet: Droplet): ReservedIp {
