@@ -1,0 +1,9 @@
+/** Integration tests: the operations scripts against real sshd, sqlite3, Litestream and fauxqs on loopback. */
+const unit = require("./jest.config");
+
+module.exports = {
+  ...unit,
+  testMatch: ["<rootDir>/test/**/*.int.test.ts"],
+  testPathIgnorePatterns: ["/node_modules/"],
+  testTimeout: 120000,
+};
