@@ -7,7 +7,7 @@
  * is served with its last byte flipped: same size, same URL, wrong sha256 (for the mismatch fault test).
  */
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { type AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -92,10 +92,10 @@ export async function fetchTarball(artifact: Artifact): Promise<string> {
   if (!existsSync(file)) {
     const spec = packSpec(artifact);
     log(`npm pack ${spec} (cached in ${ARTIFACT_CACHE_DIR})`);
-    await run(["npm", "pack", spec, "--pack-destination", ARTIFACT_CACHE_DIR, "--silent"], { timeoutMs: 5 * 60_000 });
-    if (!existsSync(file)) {
-      throw new Error(`npm pack ${spec} did not write ${file}: does artifacts.ts's url still match the registry's file name?`);
-    }
+    const packed = await run(["npm", "pack", spec, "--pack-destination", ARTIFACT_CACHE_DIR, "--json"], { timeoutMs: 5 * 60_000 });
+    // npm names scoped tarballs "<scope>-<name>-<version>.tgz"; keep the registry's file name instead.
+    const [{ filename }] = JSON.parse(packed.stdout) as [{ filename: string }];
+    renameSync(join(ARTIFACT_CACHE_DIR, filename), file);
   }
   const actual = sha256File(file);
   if (actual !== artifact.sha256) {

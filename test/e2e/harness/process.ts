@@ -126,3 +126,14 @@ export function seconds(ms: number): string {
 export function log(message: string): void {
   process.stderr.write(`kit-e2e: ${message}\n`);
 }
+
+/** Resolves true when `promise` settles within `ms`, false otherwise; never leaves a timer behind. */
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([promise.then(() => true), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

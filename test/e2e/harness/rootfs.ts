@@ -12,7 +12,7 @@
  * container uses the same mirror the host does.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { log, requireRoot, requireTools, run, runSyncQuiet, seconds } from "./process";
@@ -50,6 +50,33 @@ datasource_list: [ NoCloud, None ]
 network: {config: disabled}
 `;
 
+/**
+ * systemd-fstab-generator ignores /etc/fstab entries for devices inside a container (no udev there), so
+ * after a reboot nothing would mount the volume, although a real server mounts it from fstab at boot.
+ * This generator does what fstab-generator does on a real server, minus the device unit (which a container
+ * never gets): one mount unit per /dev/... entry, pulled in by local-fs.target.
+ */
+const FSTAB_DEVICES_GENERATOR = `#!/bin/sh
+# Written by the kit's e2e harness (test/e2e/harness/rootfs.ts): mounts /etc/fstab's device entries at
+# boot, as systemd-fstab-generator does on a real server (it skips them in containers).
+set -eu
+out=\${1:?usage: generator NORMAL_DIR ...}
+[ -r /etc/fstab ] || exit 0
+while read -r what where type options _rest; do
+  case "$what" in /dev/*) ;; *) continue ;; esac
+  unit=$(systemd-escape --path --suffix=mount "$where")
+  [ -e "/etc/systemd/system/$unit" ] && continue
+  case ",$options," in
+    *,nofail,*) wants=local-fs.target.wants; before="" ;;
+    *) wants=local-fs.target.requires; before="Before=local-fs.target" ;;
+  esac
+  printf '%s\\n' "[Unit]" "SourcePath=/etc/fstab" "Documentation=man:fstab(5)" "$before" \\
+    "[Mount]" "What=$what" "Where=$where" "Type=$type" "Options=$options" >"$out/$unit"
+  mkdir -p "$out/$wants"
+  ln -sf "../$unit" "$out/$wants/$unit"
+done </etc/fstab
+`;
+
 export interface Rootfs {
   /** The cached root directory. Read-only by convention: boot a `bootCopy()` of it, never this. */
   readonly path: string;
@@ -81,10 +108,13 @@ export async function ensureRootfs(): Promise<Rootfs> {
   const root = join(entry, "root");
   if (existsSync(root)) {
     log(`rootfs ${key} is cached at ${root}`);
+    markUsed(entry);
+    await pruneUnusedImages();
     return { path: root, key };
   }
   mkdirSync(ROOTFS_CACHE_DIR, { recursive: true });
   await removeAbandonedBuilds();
+  await pruneUnusedImages();
   const started = Date.now();
   log(`building rootfs ${key} (debootstrap ${SUITE} from ${recipe.mirror}; takes a few minutes, once)`);
   const self = processIdentity(process.pid)!;
@@ -93,6 +123,7 @@ export async function ensureRootfs(): Promise<Rootfs> {
     await buildInto(join(staging, "root"), recipe);
     writeFileSync(join(staging, "recipe.json"), JSON.stringify({ key, builtAt: new Date(), recipe }, null, 2));
     publish(staging, entry);
+    markUsed(entry);
   } finally {
     await removeTree(staging);
   }
@@ -129,6 +160,7 @@ function buildRecipe(): Recipe {
       // debootstrap's one-line sources.list would duplicate the host's sources copied above.
       "/etc/apt/sources.list": "",
       "/etc/cloud/cloud.cfg.d/90-kit-e2e.cfg": CLOUD_CFG,
+      "/etc/systemd/system-generators/kit-e2e-fstab-devices": FSTAB_DEVICES_GENERATOR,
       // Cloud images ship these empty or absent: each instance gets its own identity at first boot.
       "/etc/machine-id": "",
       "/etc/hostname": "localhost\n",
@@ -139,9 +171,13 @@ function buildRecipe(): Recipe {
     commands: [
       ["apt-get", "update"],
       ["apt-get", "install", "--yes", "--no-install-recommends", ...IMAGE_APT_PACKAGES],
+      // cloud-init's locale module sets LANG=en_US.UTF-8 and fails unless that locale exists, as it does on
+      // the providers' images (minbase has the locales package but generates nothing).
+      ["sh", "-c", "echo 'en_US.UTF-8 UTF-8' >/etc/locale.gen && locale-gen"],
       ["apt-get", "clean"],
       // A fresh image has no package lists; cloud-init's package_update fetches them at boot, for real.
       ["sh", "-c", "rm -rf /var/lib/apt/lists/* /etc/ssh/ssh_host_*"],
+      ["chmod", "0755", "/etc/systemd/system-generators/kit-e2e-fstab-devices"],
     ],
   };
 }
@@ -201,6 +237,26 @@ async function removeAbandonedBuilds(): Promise<void> {
   }
 }
 
+/** Images of older recipes are removed once unused for this long (other checkouts may still use them). */
+const PRUNE_AFTER_DAYS = 7;
+
+function markUsed(entry: string): void {
+  writeFileSync(join(entry, "last-used"), new Date().toISOString());
+}
+
+/** Removes images no run has used for PRUNE_AFTER_DAYS and that no machine has mounted right now. */
+async function pruneUnusedImages(): Promise<void> {
+  const mounts = readFileSync("/proc/self/mountinfo", "utf8");
+  for (const name of readdirSync(ROOTFS_CACHE_DIR).filter((file) => file.startsWith("rootfs-"))) {
+    const entry = join(ROOTFS_CACHE_DIR, name);
+    const stamp = join(entry, "last-used");
+    const idleDays = existsSync(stamp) ? (Date.now() - statSync(stamp).mtimeMs) / 86_400_000 : Infinity;
+    if (idleDays < PRUNE_AFTER_DAYS || mounts.includes(entry)) continue;
+    log(`removing rootfs ${name}, unused for ${PRUNE_AFTER_DAYS}+ days`);
+    await removeTree(entry);
+  }
+}
+
 function recipeKey(recipe: Recipe): string {
   return createHash("sha256").update(JSON.stringify(recipe)).digest("hex").slice(0, 16);
 }
@@ -238,6 +294,17 @@ function hostAptConfig(): HostApt {
   }
   files["/etc/apt/apt.conf.d/90kit-e2e-host"] = hostAcquireSettings();
   return { mirror, files };
+}
+
+/** Host names of the Debian mirrors in the host's apt sources (the only hosts apt may reach from a machine). */
+export function debianMirrorHosts(): string[] {
+  const hosts = new Set<string>();
+  for (const [path, content] of Object.entries(hostAptConfig().files)) {
+    if (!path.startsWith("/etc/apt/sources.list")) continue;
+    const active = content.replace(/^\s*#.*$/gm, "");
+    for (const match of active.matchAll(/\bhttps?:\/\/([^/\s:]+)/g)) hosts.add(match[1]);
+  }
+  return [...hosts];
 }
 
 /** The host's Acquire::Check-Valid-Until / Check-Date settings, as an apt.conf snippet. */

@@ -56,7 +56,7 @@ export async function startS3(teardown: Teardown, options: S3Options = {}): Prom
       return Buffer.from(await res.arrayBuffer());
     },
     putObject: async (key, body) => {
-      const res = await fetch(objectUrl(endpoint, bucket, key), { method: "PUT", body });
+      const res = await fetch(objectUrl(endpoint, bucket, key), { method: "PUT", body: typeof body === "string" ? body : new Uint8Array(body) });
       if (!res.ok) throw new Error(`S3 PUT s3://${bucket}/${key} failed: HTTP ${res.status} ${await res.text()}`);
     },
     stop,

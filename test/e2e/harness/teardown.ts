@@ -10,7 +10,7 @@
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
-import { run, runSyncQuiet } from "./process";
+import { log, run, runSyncQuiet } from "./process";
 
 /** Root of every scratch file the harness writes (outside the checkout; cleaned per run). */
 export const SCRATCH_ROOT = "/var/tmp/kit-e2e";
@@ -113,10 +113,10 @@ export async function sweepLeftovers(): Promise<void> {
     const owner = records[0]?.owner;
     if (owner && isAlive(owner)) continue;
     const resources = records.flatMap((record) => (record.resource ? [record.resource] : []));
-    console.warn(`kit-e2e: releasing ${resources.length} resource(s) left by a crashed run (${name})`);
+    log(`releasing ${resources.length} resource(s) left by a crashed run (journal ${name})`);
     for (const resource of resources.reverse()) {
       await release(resource).catch((error: Error) =>
-        console.warn(`kit-e2e: could not release ${describeResource(resource)}: ${error.message}`),
+        log(`could not release ${describeResource(resource)}: ${error.message}`),
       );
     }
     rmSync(path, { force: true });
