@@ -19,7 +19,7 @@ import { type LabNetwork, type MachineNic } from "./network";
 import { formatArgv, log, requireRoot, requireTools, run, type RunResult, seconds, settlesWithin, tail } from "./process";
 import { bootCopy, type Rootfs } from "./rootfs";
 import { processIdentity, type Teardown } from "./teardown";
-import { waitFor, type WaitOptions } from "./wait";
+import { GiveUp, waitFor, type WaitOptions } from "./wait";
 
 /** Where a DigitalOcean volume appears on a droplet. */
 export const DO_VOLUME_BY_ID = "/dev/disk/by-id/scsi-0DO_Volume_";
@@ -50,6 +50,8 @@ export interface Volume {
 const attachedTo = new Map<string, string>();
 
 export async function createVolume(teardown: Teardown, options: VolumeOptions): Promise<Volume> {
+  requireRoot();
+  requireTools({ losetup: "mount", "mkfs.ext4": "e2fsprogs", truncate: "coreutils" });
   if (!/^[a-z][a-z0-9-]{0,63}$/.test(options.name)) {
     throw new Error(`volume name "${options.name}": use lowercase letters, digits and dashes, starting with a letter (≤ 64)`);
   }
@@ -217,9 +219,16 @@ export class Machine {
     }
   }
 
-  /** `waitFor` whose failure message includes the machine's state (failed units, cloud-init, console). */
+  /**
+   * `waitFor` that gives up as soon as the machine stops, and whose failure message includes the machine's
+   * state (failed units, cloud-init status and log, console).
+   */
   waitFor<T>(check: () => Promise<T> | T, options: Omit<WaitOptions, "diagnostics">): Promise<NonNullable<T>> {
-    return waitFor(check, { ...options, diagnostics: () => this.diagnostics() });
+    const whileRunning = () => {
+      if (!this.running) throw new GiveUp(`machine ${this.machineName} is not running (it stopped or crashed: see its console)`);
+      return check();
+    };
+    return waitFor(whileRunning, { ...options, diagnostics: () => this.diagnostics() });
   }
 
   /** Waits for cloud-init to finish (done or error) and reports its verdict and the boot time. */
@@ -328,7 +337,7 @@ export class Machine {
   /** The container's init: the child of systemd-nspawn, once it has exec'd systemd. */
   private findLeader(child: ChildProcess): number | undefined {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`systemd-nspawn exited (${child.exitCode ?? child.signalCode}) before the machine booted`);
+      throw new GiveUp(`systemd-nspawn exited (${child.exitCode ?? child.signalCode}) before the machine booted`);
     }
     for (const entry of readdirSync("/proc")) {
       if (!/^\d+$/.test(entry)) continue;

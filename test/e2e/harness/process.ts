@@ -3,6 +3,8 @@
  * failures that name the command, its exit code and the tail of its stderr.
  */
 import { spawn, spawnSync } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { join } from "node:path";
 
 export interface RunOptions {
   /** Written to the command's stdin (then closed). */
@@ -89,9 +91,19 @@ export function runSyncQuiet(argv: readonly string[]): RunResult {
   return { code: result.status ?? 128, stdout: result.stdout ?? "", stderr: result.stderr ?? "" };
 }
 
-/** Fails once, naming every missing tool and the Debian package that provides it. */
+/** Fails once, naming every missing tool (by PATH lookup) and the Debian package that provides it. */
 export function requireTools(tools: Record<string, string>): void {
-  const missing = Object.entries(tools).filter(([tool]) => runSyncQuiet(["sh", "-c", `command -v ${tool}`]).code !== 0);
+  const dirs = (process.env.PATH ?? "").split(":").filter(Boolean);
+  const onPath = (tool: string) =>
+    dirs.some((dir) => {
+      try {
+        accessSync(join(dir, tool), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  const missing = Object.entries(tools).filter(([tool]) => !onPath(tool));
   if (missing.length > 0) {
     const list = missing.map(([tool, pkg]) => `${tool} (apt-get install ${pkg})`).join(", ");
     throw new Error(`the e2e harness needs these host tools: ${list}`);

@@ -7,6 +7,7 @@
  * killed before its teardown (Ctrl-C, OOM, CI timeout) is cleaned up by the next run: `Teardown.begin()`
  * releases the resources of every journal whose owner process is gone.
  */
+import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
@@ -56,7 +57,8 @@ export class Teardown {
     mkdirSync(JOURNAL_DIR, { recursive: true });
     await sweepLeftovers();
     const self = currentProcess();
-    const journal = join(JOURNAL_DIR, `${self.pid}-${self.startTime}.jsonl`);
+    // One journal per Teardown (a process may hold several); the owner line says whose it is.
+    const journal = join(JOURNAL_DIR, `${self.pid}-${self.startTime}-${randomBytes(4).toString("hex")}.jsonl`);
     appendFileSync(journal, JSON.stringify({ owner: self }) + "\n");
     const workDir = await mkdtemp(join(SCRATCH_ROOT, "run-"));
     const teardown = new Teardown(workDir, journal);

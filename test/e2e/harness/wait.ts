@@ -12,16 +12,19 @@ export interface WaitOptions {
   readonly diagnostics?: () => Promise<string>;
 }
 
-export class WaitTimeoutError extends Error {
+export class WaitError extends Error {
   constructor(message: string) {
     super(message);
-    this.name = "WaitTimeoutError";
+    this.name = "WaitError";
   }
 }
 
+/** Thrown by a check to stop waiting at once: the awaited state can no longer come (a process died). */
+export class GiveUp extends Error {}
+
 /**
  * Calls `check` until it returns a truthy value (which is returned) or the time is up. A check that throws
- * counts as "not yet"; the last error or value is reported in the timeout message.
+ * counts as "not yet" (unless it throws GiveUp); the last error or value is reported in the timeout message.
  */
 export async function waitFor<T>(check: () => Promise<T> | T, options: WaitOptions): Promise<NonNullable<T>> {
   const started = Date.now();
@@ -33,12 +36,15 @@ export async function waitFor<T>(check: () => Promise<T> | T, options: WaitOptio
       last = `last check returned ${JSON.stringify(value)}`;
     } catch (error) {
       last = `last check failed: ${(error as Error).message}`;
+      if (error instanceof GiveUp) return fail(`gave up waiting for ${options.what}: ${(error as Error).message}`, options);
     }
     if (Date.now() - started >= options.timeoutMs) break;
     await sleep(Math.min(options.intervalMs ?? 500, Math.max(0, options.timeoutMs - (Date.now() - started))));
   }
+  return fail(`timed out after ${seconds(options.timeoutMs)} waiting for ${options.what}; ${last}`, options);
+}
+
+async function fail(message: string, options: WaitOptions): Promise<never> {
   const context = options.diagnostics ? await options.diagnostics().catch((error: Error) => `(diagnostics failed: ${error.message})`) : "";
-  throw new WaitTimeoutError(
-    `timed out after ${seconds(options.timeoutMs)} waiting for ${options.what}; ${last}` + (context ? `\n\n${context}` : ""),
-  );
+  throw new WaitError(message + (context ? `\n\n${context}` : ""));
 }

@@ -1,0 +1,23 @@
+/** The boot harness of the e2e suite, in one import. See test/e2e/README.md. */
+export { bootMachine, createVolume, DO_VOLUME_BY_ID, Machine } from "./container";
+export type { CloudInitResult, ExecOptions, MachineOptions, Volume, VolumeOptions } from "./container";
+export { createAppRepo, serveGitRepo } from "./git-fixture";
+export type { AppRepo, AppRepoOptions, GitServer } from "./git-fixture";
+export { litestreamConfig, restoreReplica, startReplication } from "./litestream";
+export type { ReplicaOptions, Replication } from "./litestream";
+export { fetchTarball, sha256File, startArtifactMirror } from "./mirror";
+export type { ArtifactMirror, ArtifactName, MirrorOptions } from "./mirror";
+export { createLabNetwork } from "./network";
+export type { LabNetwork, MachineNic } from "./network";
+export { DENO_BIN, FIXTURE_APP_DIR, LITESTREAM_BIN, REPO_ROOT } from "./paths";
+export { log, run, seconds } from "./process";
+export type { RunResult } from "./process";
+export { ensureRootfs, IMAGE_APT_PACKAGES, IMAGE_PACKAGES } from "./rootfs";
+export type { Rootfs } from "./rootfs";
+export { startS3 } from "./s3";
+export type { FakeS3, S3Options } from "./s3";
+export { createSshKey, ssh, sshArgv } from "./ssh";
+export type { SshKey, SshOptions } from "./ssh";
+export { Teardown } from "./teardown";
+export { GiveUp, waitFor } from "./wait";
+export type { WaitOptions } from "./wait";
