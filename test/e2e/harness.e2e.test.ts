@@ -4,7 +4,7 @@
  * the harness's services are reachable, the volume shows up at DigitalOcean's path and keeps its data,
  * machines can be killed and rebooted, and teardown (or the next run, after a crash) leaves nothing behind.
  */
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { bootMachine, createVolume, Machine, type Volume } from "./harness/container";
 import { startArtifactMirror, type ArtifactMirror } from "./harness/mirror";
@@ -165,39 +165,53 @@ describe("teardown", () => {
     }
   });
 
-  test("the next run releases what a killed run left behind", async () => {
-    // A child process creates a loop device and a network namespace, then dies without its teardown.
+  test("the next run releases what a killed run left behind, running machine included", async () => {
+    // A child process boots a machine with a volume, then dies without its teardown.
+    const harness = (module: string) => JSON.stringify(join(REPO_ROOT, "test/e2e/harness", module));
     const script = `
-      import { Teardown } from ${JSON.stringify(join(REPO_ROOT, "test/e2e/harness/teardown"))};
-      import { createVolume } from ${JSON.stringify(join(REPO_ROOT, "test/e2e/harness/container"))};
-      import { createLabNetwork } from ${JSON.stringify(join(REPO_ROOT, "test/e2e/harness/network"))};
+      import { Teardown } from ${harness("teardown")};
+      import { bootMachine, createVolume } from ${harness("container")};
+      import { createLabNetwork } from ${harness("network")};
+      import { ensureRootfs } from ${harness("rootfs")};
       (async () => {
         const teardown = await Teardown.begin();
         const volume = await createVolume(teardown, { name: "crashed-run" });
         const network = await createLabNetwork(teardown);
-        const nic = await network.attach();
-        console.log(JSON.stringify({ volume, workDir: teardown.workDir, netns: nic.netnsPath, bridge: network.bridge }));
+        const machine = await bootMachine(teardown, { rootfs: await ensureRootfs(), network, name: "crashed", userData: "#cloud-config\\n", volumes: [volume] });
+        console.log(JSON.stringify({ volume, workDir: teardown.workDir, netns: machine.nic.netnsPath, bridge: network.bridge }));
         process.kill(process.pid, "SIGKILL");
       })();
     `;
     const child = await run([join(REPO_ROOT, "node_modules/.bin/tsx"), "--eval", script], { allowFailure: true, cwd: REPO_ROOT });
-    const left = JSON.parse(child.stdout.trim().split("\n").pop()!) as {
-      volume: Volume;
-      workDir: string;
-      netns: string;
-      bridge: string;
-    };
+    const left = JSON.parse(child.stdout.trim().split("\n").pop()!) as { volume: Volume; workDir: string; netns: string; bridge: string };
     expect(loopBackingFile(left.volume.device)).toBe(left.volume.image);
     expect(existsSync(left.netns)).toBe(true);
+    expect(processesMentioning(left.workDir)).not.toEqual([]);
 
     await sweepLeftovers();
 
+    expect(processesMentioning(left.workDir)).toEqual([]);
     expect(loopBackingFile(left.volume.device)).not.toBe(left.volume.image);
     expect(existsSync(left.netns)).toBe(false);
     expect(existsSync(`/sys/class/net/${left.bridge}`)).toBe(false);
+    expect(readFileSync("/proc/self/mountinfo", "utf8")).not.toContain(left.workDir);
     expect(existsSync(left.workDir)).toBe(false);
   });
 });
+
+/** Pids of processes whose command line mentions `text` (the nspawn of a machine names its directory). */
+function processesMentioning(text: string): number[] {
+  return readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(text);
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
 
 function loopBackingFile(device: string): string {
   return runSyncQuiet(["losetup", "--noheadings", "--output", "BACK-FILE", device]).stdout.trim();

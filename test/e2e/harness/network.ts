@@ -131,8 +131,8 @@ async function startAptProxy(teardown: Teardown, host: string, log: string[]): P
   });
   // apt pipelines requests and keeps connections open for a long time.
   server.keepAliveTimeout = 60_000;
-  server.on("connect", (_req, socket) => {
-    log.push(`403 CONNECT ${_req.url}`);
+  server.on("connect", (req, socket) => {
+    log.push(`403 CONNECT ${req.url}`);
     socket.end("HTTP/1.1 403 Forbidden\r\n\r\nkit-e2e apt proxy: no CONNECT (https) out of the test network\r\n");
   });
   const url = await listen(server, host);

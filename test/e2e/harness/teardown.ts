@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
-import { log, run, runSyncQuiet } from "./process";
+import { log, run, runSyncQuiet, sleep } from "./process";
 
 /** Root of every scratch file the harness writes (outside the checkout; cleaned per run). */
 export const SCRATCH_ROOT = "/var/tmp/kit-e2e";
@@ -129,7 +129,10 @@ export async function sweepLeftovers(): Promise<void> {
 export async function release(resource: Resource): Promise<void> {
   switch (resource.kind) {
     case "process":
-      if (isAlive(resource)) process.kill(resource.pid, "SIGKILL");
+      if (isAlive(resource)) {
+        process.kill(resource.pid, "SIGKILL");
+        await waitForExit(resource);
+      }
       return;
     case "mount":
       if (isMountPoint(resource.path)) await run(["umount", "--lazy", resource.path]);
@@ -192,6 +195,11 @@ export function processIdentity(pid: number): Owner | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Waits (bounded) for a killed process to be gone, so that its files and mounts can be released next. */
+async function waitForExit(owner: Owner): Promise<void> {
+  for (let i = 0; i < 100 && isAlive(owner); i++) await sleep(100);
 }
 
 function currentProcess(): Owner {
