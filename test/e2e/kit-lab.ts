@@ -1,0 +1,169 @@
+/**
+ * The kit's own user data on the boot harness: a "lab" (test network, artifact mirror, S3 server, the
+ * fixture app's git server, an SSH key) and servers booted from `renderUserData` exactly as a droplet
+ * would be, with only the download URLs, the S3 endpoint and the git URL pointed into the lab.
+ */
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import type { ResolvedEnvironment } from "../../app/config/types";
+import { LAYOUT } from "../../cloud-init/layout";
+import { renderUserData, type RenderOverrides } from "../../cloud-init/render";
+import { shippedEnvironment } from "../support/environments";
+import {
+  type AppRepo,
+  type ArtifactMirror,
+  bootMachine,
+  createAppRepo,
+  createLabNetwork,
+  createSshKey,
+  createVolume,
+  DO_VOLUME_BY_ID,
+  ensureRootfs,
+  type FakeS3,
+  type GitServer,
+  type LabNetwork,
+  log,
+  type Machine,
+  type Rootfs,
+  type RunResult,
+  seconds,
+  serveGitRepo,
+  ssh,
+  type SshKey,
+  startArtifactMirror,
+  startS3,
+  Teardown,
+  type Volume,
+} from "./harness";
+
+export interface KitLab {
+  readonly teardown: Teardown;
+  readonly rootfs: Rootfs;
+  readonly network: LabNetwork;
+  readonly mirror: ArtifactMirror;
+  readonly s3: FakeS3;
+  readonly repo: AppRepo;
+  readonly git: GitServer;
+  readonly sshKey: SshKey;
+  readonly knownHostsFile: string;
+  /** Timings collected by the suite, printed by `printTimings`. */
+  readonly timings: string[];
+}
+
+/**
+ * The example client's environment as the tests boot it: `example-staging` (no domain: Caddy serves plain
+ * HTTP, since no ACME server is reachable from the test network) with the lab's SSH key.
+ */
+export function labEnvironment(lab: Pick<KitLab, "sshKey">, stackName = "example-staging"): ResolvedEnvironment {
+  const env = shippedEnvironment(stackName);
+  return { ...env, domain: undefined, sshKeys: [{ name: "e2e", publicKey: lab.sshKey.publicKey }] };
+}
+
+/** Sets up everything a kit server needs around it. Call `lab.teardown.run()` in afterAll. */
+export async function createKitLab(bucket = shippedEnvironment("example-staging").names.bucket): Promise<KitLab> {
+  const teardown = await Teardown.begin();
+  const timings: string[] = [];
+  const rootfs = await ensureRootfs();
+  timings.push(rootfs.buildMs === undefined ? "rootfs: cached" : `rootfs build: ${seconds(rootfs.buildMs)}`);
+  const network = await createLabNetwork(teardown);
+  const host = network.hostAddress;
+  const [mirror, s3, repo, sshKey] = await Promise.all([
+    startArtifactMirror(teardown, { host }),
+    startS3(teardown, { host, bucket }),
+    createAppRepo(teardown),
+    createSshKey(teardown),
+  ]);
+  const git = await serveGitRepo(teardown, repo, { host });
+  const knownHostsFile = join(teardown.workDir, "known_hosts");
+  writeFileSync(knownHostsFile, "");
+  return { teardown, rootfs, network, mirror, s3, repo, git, sshKey, knownHostsFile, timings };
+}
+
+export interface KitServerOptions {
+  /** Machine hostname. */
+  readonly name: string;
+  readonly env: ResolvedEnvironment;
+  /** The data volume: a new empty ext4 one by default; `"none"` boots without a volume attached. */
+  readonly volume?: Volume | "none";
+  /** Where the server finds its backups. @default the lab's S3 server */
+  readonly s3Endpoint?: string;
+  /** Extra renderer overrides (the lab's mirror and git URL are always set). */
+  readonly overrides?: RenderOverrides;
+  /** Volume device path prefix (provider). @default DigitalOcean's by-id path */
+  readonly volumeDevice?: string;
+}
+
+export interface KitServer {
+  readonly machine: Machine;
+  readonly env: ResolvedEnvironment;
+  readonly volume?: Volume;
+  readonly userData: string;
+  /** HTTP to the server's port 80 (Caddy), from the host. */
+  http(path: string, init?: RequestInit): Promise<Response>;
+  /** A command over SSH as the deploy user. */
+  sshDeploy(argv: readonly string[], options?: { allowFailure?: boolean; input?: string }): Promise<RunResult>;
+}
+
+/** Renders the kit's user data for the lab. */
+export function renderLabUserData(lab: KitLab, options: KitServerOptions, volumeDevice: string): string {
+  return renderUserData(
+    options.env,
+    {
+      volumeDevice,
+      bucket: lab.s3.bucket,
+      region: lab.s3.region,
+      s3Endpoint: options.s3Endpoint ?? lab.s3.endpoint,
+      s3Credentials: { accessKeyId: lab.s3.accessKeyId, secretAccessKey: lab.s3.secretAccessKey },
+      appSecrets: Object.fromEntries(options.env.app.secrets.map((name) => [name, `e2e-${name.toLowerCase()}`])),
+    },
+    {
+      base64: (content) => Buffer.from(content, "utf8").toString("base64"),
+      overrides: {
+        artifacts: lab.mirror.artifactOverrides(),
+        repoUrl: lab.git.url,
+        volumeWaitSeconds: 20,
+        restoreAttempts: 3,
+        restoreRetrySeconds: 2,
+        ...options.overrides,
+      },
+    },
+  );
+}
+
+/** Boots a server from the kit's user data (does not wait for cloud-init: see `waitForBootstrap`). */
+export async function bootKitServer(lab: KitLab, options: KitServerOptions): Promise<KitServer> {
+  const volume =
+    options.volume === "none" ? undefined : (options.volume ?? (await createVolume(lab.teardown, { name: options.env.names.volume })));
+  const device = options.volumeDevice ?? `${DO_VOLUME_BY_ID}${options.env.names.volume}`;
+  const userData = renderLabUserData(lab, options, device);
+  const machine = await bootMachine(lab.teardown, {
+    rootfs: lab.rootfs,
+    network: lab.network,
+    name: options.name,
+    userData,
+    volumes: volume ? [volume] : [],
+  });
+  return {
+    machine,
+    env: options.env,
+    volume,
+    userData,
+    http: (path, init) => fetch(`http://${machine.address}${path}`, { ...init, signal: AbortSignal.timeout(10_000) }),
+    sshDeploy: (argv, o = {}) =>
+      ssh({ key: lab.sshKey, user: LAYOUT.users.deploy, host: machine.address, knownHostsFile: lab.knownHostsFile, ...o }, argv),
+  };
+}
+
+/** Waits for cloud-init and returns its verdict with the boot time; logs the bootstrap's output on error. */
+export async function waitForBootstrap(server: KitServer, timeoutMs = 10 * 60_000) {
+  const result = await server.machine.waitForCloudInit({ timeoutMs });
+  if (result.status !== "done") {
+    const journal = await server.machine.exec(["journalctl", "-u", "kit-bootstrap.service", "--no-pager", "-o", "cat"], { allowFailure: true });
+    log(`cloud-init ${result.status}:\n${result.long}\nkit-bootstrap:\n${journal.stdout}`);
+  }
+  return result;
+}
+
+export function printTimings(lab: KitLab | undefined, title: string): void {
+  if (lab?.timings.length) log(`${title} timings:\n  ${lab.timings.join("\n  ")}`);
+}
