@@ -1,0 +1,247 @@
+/**
+ * The operations scripts against a booted server, over real SSH: scripts/deploy.ts, restore.ts and drill.ts
+ * run as an operator runs them (`tsx scripts/<x>.ts example-staging --host … --identity …`), with the lab's
+ * mirror/git/S3 passed through an outputs file and --render-overrides in a temp dir. One server for the
+ * whole file (a boot costs about a minute); the tests run in order and each leaves the site healthy.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "./kit-lab";
+import { LAYOUT } from "../../cloud-init/layout";
+import { FIXTURE_APP_DIR, log, REPO_ROOT } from "./harness";
+
+const STACK = "example-staging";
+let lab: KitLab;
+let server: KitServer;
+let dir: string;
+/** Commit ids of the fixture repo: v1 is what the server booted with. */
+const commits: Record<string, string> = {};
+
+interface CliResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs one of the scripts as an operator would, pointed at the booted server. */
+function cli(script: string, args: readonly string[]): Promise<CliResult> {
+  const argv = [
+    join("scripts", script),
+    STACK,
+    ...args,
+    "--host", server.machine.address,
+    "--identity", lab.sshKey.privateKeyPath,
+    "--known-hosts", lab.knownHostsFile,
+    "--outputs", join(dir, "outputs.json"),
+    "--s3-endpoint", lab.s3.endpoint,
+  ];
+  if (script === "deploy.ts") argv.push("--render-overrides", join(dir, "overrides.json"));
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(REPO_ROOT, "node_modules", ".bin", "tsx"), argv, {
+      cwd: REPO_ROOT,
+      env: { ...process.env, TF_VAR_secret_SESSION_SECRET: "e2e-session_secret" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    const timer = setTimeout(() => child.kill("SIGTERM"), 5 * 60_000);
+    child.on("error", reject);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      log(`$ tsx ${argv.slice(0, 3 + args.length).join(" ")} -> exit ${code}\n${stderr}`);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+  });
+}
+
+async function json<T>(path: string, init?: RequestInit): Promise<T> {
+  const res = await server.http(path, init);
+  expect(res.ok).toBe(true);
+  return (await res.json()) as T;
+}
+const count = async () => (await json<{ count: number }>("/rows/count")).count;
+const health = () => json<{ ok: boolean; version?: string }>("/healthz");
+async function addRows(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const res = await server.http("/rows", { method: "POST" });
+    expect(res.status).toBe(201);
+  }
+}
+async function root(command: string): Promise<string> {
+  return (await server.machine.exec(command)).stdout.trim();
+}
+/** What the slots point at and which app units run. */
+async function slots() {
+  const port = server.env.app.port;
+  const unit = async (p: number) => (await server.machine.exec(["systemctl", "is-active", `app@${p}.service`], { allowFailure: true })).stdout.trim();
+  const caddy = await root(`grep -oE 'reverse_proxy 127\\.0\\.0\\.1:[0-9]+' /etc/caddy/Caddyfile | grep -oE '[0-9]+$'`);
+  const active = Number(caddy);
+  const release = await root(`readlink ${LAYOUT.slotsDir}/${active}`);
+  return { active, release, units: { [port]: await unit(port), [port + 1]: await unit(port + 1) } };
+}
+/** The live database's schema (read-only). */
+const schema = () => root(`sqlite3 -readonly ${LAYOUT.dbFile} "SELECT group_concat(sql, ';') FROM sqlite_schema"`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Waits past Litestream's 1 s sync interval (and the monitor interval) so S3 holds the latest writes. */
+const replicated = () => sleep(4000);
+
+const fixture = (file: string) => readFileSync(join(FIXTURE_APP_DIR, file), "utf8");
+const denoJson = (tasks: { migrate?: string; start?: string }) => {
+  const base = JSON.parse(fixture("deno.json")) as { tasks: Record<string, string> };
+  return `${JSON.stringify({ ...base, tasks: { migrate: tasks.migrate ?? base.tasks.migrate, start: tasks.start ?? base.tasks.start } }, null, 2)}\n`;
+};
+
+beforeAll(async () => {
+  lab = await createKitLab();
+  dir = mkdtempSync(join(lab.teardown.workDir, "ops-"));
+  const env = labEnvironment(lab, STACK);
+  commits.v1 = await lab.repo.head();
+  server = await bootKitServer(lab, { name: "ops", env });
+  // What an operator has after `cdktf output`: the stack outputs (with the backup key pair) ...
+  writeFileSync(
+    join(dir, "outputs.json"),
+    JSON.stringify({ [STACK]: { ipv4: server.machine.address, bucket: env.names.bucket, region: lab.s3.region, access_key_id: lab.s3.accessKeyId, secret_access_key: lab.s3.secretAccessKey } }),
+  );
+  // ... and the render overrides the lab booted the server with (mirror and git URLs).
+  writeFileSync(
+    join(dir, "overrides.json"),
+    JSON.stringify({ artifacts: lab.mirror.artifactOverrides(), repoUrl: lab.git.url, volumeWaitSeconds: 20, restoreAttempts: 3, restoreRetrySeconds: 2 }),
+  );
+  const boot = await waitForBootstrap(server);
+  lab.timings.push(`boot -> cloud-init done: ${(boot.bootMs / 1000).toFixed(1)} s`);
+  expect(boot.status).toBe("done");
+});
+afterAll(async () => {
+  await lab?.teardown.run();
+  printTimings(lab, "ops");
+});
+
+describe("deploy.ts", () => {
+  let v1Release: string;
+
+  test("deploys a new commit: the site serves it on the other slot, the old slot is stopped, data intact", async () => {
+    await addRows(3);
+    const before = await slots();
+    v1Release = before.release;
+    expect((await health()).version).toBeUndefined();
+    commits.v2 = await lab.repo.commit({ "main.ts": fixture("main.ts").replace("json({ ok: true })", 'json({ ok: true, version: "v2" })') }, "v2: /healthz says its version");
+    const t = Date.now();
+    const result = await cli("deploy.ts", ["--ref", commits.v2]);
+    lab.timings.push(`deploy (CLI, success): ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain("✓ deployed");
+    expect((await health()).version).toBe("v2");
+    const after = await slots();
+    expect(after.active).not.toBe(before.active);
+    expect(after.release).toContain(commits.v2.slice(0, 12));
+    expect(after.units[before.active]).not.toBe("active");
+    expect(after.units[after.active]).toBe("active");
+    expect(await count()).toBe(3);
+    expect(await root(`ls ${LAYOUT.asideDir}`)).toMatch(/pre-deploy-.*\.sqlite3/);
+    expect(await root(`test -e ${LAYOUT.deployLock} && echo locked || echo unlocked`)).toBe("unlocked");
+  });
+
+  test("a failing migration rolls back: the old release still serves, data intact", async () => {
+    const before = await slots();
+    const rows = await count();
+    const schemaBefore = await schema();
+    commits.badMigration = await lab.repo.commit({ "deno.json": denoJson({ migrate: `FAIL_MIGRATION=1 ${JSON.parse(fixture("deno.json")).tasks.migrate}` }) }, "broken migration");
+    const result = await cli("deploy.ts", ["--ref", commits.badMigration]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/failed and was rolled back/);
+    expect(result.stderr).toMatch(/migrate/);
+    expect((await health()).version).toBe("v2");
+    expect(await slots()).toEqual(before);
+    expect(await count()).toBe(rows);
+    // The migration's half-done schema change is gone: the snapshot is back in place.
+    expect(await schema()).toBe(schemaBefore);
+    await addRows(1);
+    expect(await count()).toBe(rows + 1);
+  });
+
+  test("a failing health check rolls back to the release that was serving", async () => {
+    const before = await slots();
+    const rows = await count();
+    commits.badHealth = await lab.repo.commit({ "deno.json": denoJson({ start: `FAIL_HEALTHCHECK=1 ${JSON.parse(fixture("deno.json")).tasks.start}` }) }, "unhealthy release");
+    const result = await cli("deploy.ts", ["--ref", commits.badHealth, "--health-seconds", "5"]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/failed and was rolled back/);
+    expect((await health()).version).toBe("v2");
+    const after = await slots();
+    expect(after).toEqual(before);
+    expect(await count()).toBe(rows);
+  });
+
+  test("--rollback goes back one release (to what the server booted with)", async () => {
+    const rows = await count();
+    const result = await cli("deploy.ts", ["--rollback"]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain("✓ rolled back");
+    expect((await health()).version).toBeUndefined();
+    const after = await slots();
+    expect(after.release).toBe(v1Release);
+    expect(Object.values(after.units).filter((u) => u === "active")).toHaveLength(1);
+    expect(await count()).toBe(rows);
+  });
+});
+
+describe("restore.ts over SSH", () => {
+  test("--latest restores the replica, keeps the old database aside and prints how to undo", async () => {
+    await addRows(2);
+    const rows = await count();
+    await replicated();
+    const asideBefore = await root(`ls ${LAYOUT.asideDir}`);
+    const result = await cli("restore.ts", ["--latest", "--yes"]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain("integrity:     ok");
+    expect(result.stderr).toMatch(/to undo: npx tsx scripts\/restore\.ts example-staging --from-file \/\S+before-restore-\S+ --yes/);
+    expect(await count()).toBe(rows);
+    const aside = (await root(`ls ${LAYOUT.asideDir}`)).split("\n").filter((n) => !asideBefore.split("\n").includes(n));
+    expect(aside.some((n) => n.startsWith("before-restore-"))).toBe(true);
+    const kept = aside.find((n) => n.startsWith("before-restore-"))!;
+    expect(await root(`ls ${LAYOUT.asideDir}/${kept}`)).toMatch(/app\.sqlite3/);
+  });
+
+  test("--timestamp restores the database as it was between two writes", async () => {
+    await addRows(2);
+    await replicated();
+    const rowsAtT = await count();
+    const at = new Date().toISOString().replace(/\.\d+Z$/, "Z");
+    await sleep(2500);
+    await addRows(3);
+    await replicated();
+    expect(await count()).toBe(rowsAtT + 3);
+    const result = await cli("restore.ts", ["--timestamp", at, "--yes"]);
+    expect(result.code).toBe(0);
+    expect(await count()).toBe(rowsAtT);
+  });
+});
+
+describe("drill.ts", () => {
+  test("passes on the server and keeps its JSON report", async () => {
+    const report = join(dir, "drill-pass.json");
+    const result = await cli("drill.ts", ["--report", report]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain("PASSED");
+    const parsed = JSON.parse(readFileSync(report, "utf8")) as { ok: boolean; rpo_ms: number | null };
+    expect(parsed.ok).toBe(true);
+    expect(parsed.rpo_ms).not.toBeNull();
+    expect(await root(`test -s ${LAYOUT.drillDir}/latest.json && echo yes`)).toBe("yes");
+  });
+
+  test("fails when Litestream is stopped", async () => {
+    await server.machine.exec(["systemctl", "stop", "litestream.service"]);
+    try {
+      const report = join(dir, "drill-fail.json");
+      const result = await cli("drill.ts", ["--report", report]);
+      expect(result.code).not.toBe(0);
+      expect(result.stderr).toContain("FAILED");
+      expect(existsSync(report) && (JSON.parse(readFileSync(report, "utf8")) as { ok: boolean }).ok).toBe(false);
+    } finally {
+      await server.machine.exec(["systemctl", "start", "litestream.service"]);
+    }
+  });
+});
