@@ -1,18 +1,27 @@
 /**
- * Deploy benchmark (not a test): steady HTTP load against the site while deploy.ts deploys; reports failed
+ * Deploy benchmark (not a test): steady HTTP load through Caddy while deploy.ts deploys; reports failed
  * requests (the goal is 0) and the deploy's wall time.
+ *
+ *   npm run bench:deploy [-- --deploys 3 --concurrency 4]
+ *     builds its own lab (test/e2e/kit-lab.ts: root, nspawn, as for `npm run test:e2e`), boots the example
+ *     client's user data, and deploys a new commit of the fixture app --deploys times under load.
  *
  *   npx tsx scripts/bench/deploy-under-load.ts <stack> --url http://127.0.0.1/ [--concurrency 4] [--ref REF]
  *     [deploy.ts's host flags: --host, --port, --identity, --known-hosts, --outputs, --render-overrides]
+ *     against a server you have (only loopback URLs unless --allow-remote).
  *
- * The load is bounded: `--concurrency` loops of GET requests (5 s timeout each) that stop when the deploy
- * ends, and never run longer than --max-seconds (default 300). Only loopback URLs unless --allow-remote.
+ * The load is bounded: `--concurrency` clients sending GET requests back to back (5 s timeout each; keep-alive
+ * connections, new connections per request, or both: --keep-alive yes|no|both) that stop when the deploy
+ * ends, and never run longer than --max-seconds (default 300).
  */
+import { writeFileSync } from "node:fs";
+import { Agent, request } from "node:http";
+import { join } from "node:path";
 import { main, parseArgs, say } from "../lib/cli";
 import { deploy } from "../lib/deploy-run";
 import { OpsError } from "../lib/errors";
 import { SshRunner } from "../lib/ssh";
-import { loadEnvironment, resolveTarget } from "../lib/target";
+import { loadEnvironment, resolveTarget, type Target, type TargetFlags } from "../lib/target";
 
 interface Load {
   ok: number;
@@ -21,51 +30,70 @@ interface Load {
   maxLatencyMs: number;
 }
 
-async function loop(url: string, until: () => boolean, load: Load): Promise<void> {
-  while (!until()) {
-    const t = Date.now();
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
-      await res.arrayBuffer();
-      if (res.ok) load.ok++;
-      else {
+export interface BenchResult {
+  readonly url: string;
+  readonly keepAlive: boolean;
+  readonly deploySeconds: number;
+  readonly deployFailed: boolean;
+  readonly requests: number;
+  readonly failedRequests: number;
+  readonly failures: Record<string, number>;
+  readonly maxLatencyMs: number;
+  readonly error?: string;
+}
+
+/** One GET with node:http (5 s timeout): resolves with the status, rejects with the socket error. */
+function get(url: string, agent: Agent): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { agent, timeout: 5000 }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+      res.on("error", reject);
+    });
+    req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "TIMEOUT" })));
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+/** One client: requests back to back; `keepAlive` reuses its connection (as a browser does), else one per request. */
+async function loop(url: string, until: () => boolean, load: Load, keepAlive: boolean): Promise<void> {
+  const agent = new Agent({ keepAlive, maxSockets: 1 });
+  try {
+    while (!until()) {
+      const t = Date.now();
+      try {
+        const status = await get(url, agent);
+        if (status >= 200 && status < 400) load.ok++;
+        else {
+          load.failed++;
+          load.statuses[status] = (load.statuses[status] ?? 0) + 1;
+        }
+      } catch (error) {
         load.failed++;
-        load.statuses[res.status] = (load.statuses[res.status] ?? 0) + 1;
+        const key = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+        load.statuses[key] = (load.statuses[key] ?? 0) + 1;
       }
-    } catch (error) {
-      load.failed++;
-      const key = (error as Error).name;
-      load.statuses[key] = (load.statuses[key] ?? 0) + 1;
+      load.maxLatencyMs = Math.max(load.maxLatencyMs, Date.now() - t);
     }
-    load.maxLatencyMs = Math.max(load.maxLatencyMs, Date.now() - t);
+  } finally {
+    agent.destroy();
   }
 }
 
-void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["url", "concurrency", "ref", "max-seconds"], boolean: ["allow-remote"] });
-  const [stack] = args.positional;
-  const url = args.flags.url as string | undefined;
-  if (args.help || !stack || !url) {
-    process.stdout.write("Usage: npx tsx scripts/bench/deploy-under-load.ts <stack> --url URL [--concurrency N] [--ref REF] [--max-seconds N] [host flags]\n");
-    return args.help ? 0 : 1;
-  }
-  const host = new URL(url).hostname;
-  if (!args.flags["allow-remote"] && !/^(127\.|localhost$|\[?::1\]?$)/.test(host)) {
-    throw new OpsError(`${url} is not a loopback address`, "pass --allow-remote to load a real server on purpose");
-  }
-  const target = resolveTarget(loadEnvironment(stack), args.target);
-  const runner = new SshRunner(target.ssh, target.sshSettings);
+/** One deploy under load: 2 s of load before, the deploy, 2 s after. */
+export async function deployUnderLoad(o: { target: Target; url: string; concurrency: number; ref?: string; maxSeconds: number; keepAlive: boolean }): Promise<BenchResult> {
+  const runner = new SshRunner(o.target.ssh, o.target.sshSettings);
   const load: Load = { ok: 0, failed: 0, statuses: {}, maxLatencyMs: 0 };
-  const deadline = Date.now() + 1000 * Number(args.flags["max-seconds"] ?? 300);
+  const deadline = Date.now() + 1000 * o.maxSeconds;
   let done = false;
   const stop = () => done || Date.now() > deadline;
-  const loops = Array.from({ length: Number(args.flags.concurrency ?? 4) }, () => loop(url, stop, load));
+  const loops = Array.from({ length: o.concurrency }, () => loop(o.url, stop, load, o.keepAlive));
   await new Promise((r) => setTimeout(r, 2000)); // steady state before the deploy starts
-  const before = { ...load };
   let seconds = 0;
   let error: unknown;
   try {
-    seconds = (await deploy({ target, runner, ref: args.flags.ref as string | undefined })).seconds;
+    seconds = (await deploy({ target: o.target, runner, ref: o.ref })).seconds;
   } catch (e) {
     error = e;
   } finally {
@@ -74,9 +102,106 @@ void main(async () => {
     await Promise.all(loops);
     await runner.close();
   }
-  const result = { stack, url, deploySeconds: seconds, deployFailed: Boolean(error), requests: load.ok + load.failed, failedRequests: load.failed, failures: load.statuses, maxLatencyMs: load.maxLatencyMs, requestsBeforeDeploy: before.ok + before.failed };
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-  say(`deploy ${error ? "FAILED" : "ok"} in ${seconds.toFixed(1)} s; ${result.requests} requests, ${result.failedRequests} failed (goal 0), max latency ${load.maxLatencyMs} ms`);
-  if (error) throw error;
-  return load.failed === 0 ? 0 : 1;
+  return {
+    url: o.url,
+    keepAlive: o.keepAlive,
+    deploySeconds: seconds,
+    deployFailed: Boolean(error),
+    requests: load.ok + load.failed,
+    failedRequests: load.failed,
+    failures: load.statuses,
+    maxLatencyMs: load.maxLatencyMs,
+    error: error ? (error as Error).message : undefined,
+  };
+}
+
+const median = (xs: readonly number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+/** Builds a lab, boots the example client's server in it, and deploys `deploys` new commits under load. */
+async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds: number; keepAlive: readonly boolean[] }): Promise<BenchResult[]> {
+  const kit = await import("../../test/e2e/kit-lab");
+  const { FIXTURE_APP_DIR } = await import("../../test/e2e/harness");
+  const { readFileSync } = await import("node:fs");
+  const stack = "example-staging";
+  say("building the lab (test network, mirror, S3, git) and booting the example client's server …");
+  const lab = await kit.createKitLab();
+  try {
+    const env = kit.labEnvironment(lab, stack);
+    const server = await kit.bootKitServer(lab, { name: "bench", env });
+    const boot = await kit.waitForBootstrap(server);
+    if (boot.status !== "done") throw new OpsError(`the lab server did not boot (${boot.status})`, "run npm run test:e2e -- kit-lab-smoke to see why");
+    say(`server up at ${server.machine.address} (${(boot.bootMs / 1000).toFixed(1)} s)`);
+    const outputs = join(lab.teardown.workDir, "bench-outputs.json");
+    const overrides = join(lab.teardown.workDir, "bench-overrides.json");
+    writeFileSync(outputs, JSON.stringify({ [stack]: { ipv4: server.machine.address, access_key_id: lab.s3.accessKeyId, secret_access_key: lab.s3.secretAccessKey, region: lab.s3.region } }));
+    writeFileSync(overrides, JSON.stringify({ artifacts: lab.mirror.artifactOverrides(), repoUrl: lab.git.url, volumeWaitSeconds: 20, restoreAttempts: 3, restoreRetrySeconds: 2 }));
+    const flags: TargetFlags = { outputs, identity: lab.sshKey.privateKeyPath, knownHosts: lab.knownHostsFile, s3Endpoint: lab.s3.endpoint, renderOverrides: overrides };
+    const target = resolveTarget(loadEnvironment(stack), flags);
+    process.env.TF_VAR_secret_SESSION_SECRET ??= "e2e-session_secret";
+    const mainTs = readFileSync(join(FIXTURE_APP_DIR, "main.ts"), "utf8");
+    const results: BenchResult[] = [];
+    const plan = o.keepAlive.flatMap((keepAlive) => Array.from({ length: o.deploys }, () => keepAlive));
+    for (const [n, keepAlive] of plan.entries()) {
+      const i = n + 1;
+      const ref = await lab.repo.commit({ "main.ts": mainTs.replace("json({ ok: true })", `json({ ok: true, version: "bench-${i}" })`) }, `bench ${i}`);
+      say(`\n── deploy ${i}/${plan.length} of ${ref.slice(0, 12)} under ${o.concurrency} concurrent GET /rows/count loops (${keepAlive ? "keep-alive" : "Connection: close"})`);
+      const result = await deployUnderLoad({ target, url: `http://${server.machine.address}/rows/count`, concurrency: o.concurrency, ref, maxSeconds: o.maxSeconds, keepAlive });
+      say(`deploy ${result.deployFailed ? `FAILED (${result.error})` : "ok"} in ${result.deploySeconds.toFixed(1)} s; ${result.requests} requests, ${result.failedRequests} failed`);
+      results.push(result);
+    }
+    return results;
+  } finally {
+    await lab.teardown.run();
+  }
+}
+
+void main(async () => {
+  const args = parseArgs(process.argv.slice(2), { string: ["url", "concurrency", "ref", "max-seconds", "deploys", "keep-alive"], boolean: ["allow-remote"] });
+  // --keep-alive yes|no|both: reuse connections (what a browser does), a new one per request, or both.
+  const keepAliveFlag = String(args.flags["keep-alive"] ?? "both");
+  if (!["yes", "no", "both"].includes(keepAliveFlag)) throw new OpsError(`--keep-alive ${keepAliveFlag}`, "pass yes, no or both");
+  const keepAlive = keepAliveFlag === "both" ? [true, false] : [keepAliveFlag === "yes"];
+  if (args.help) {
+    process.stdout.write(
+      "Usage: npm run bench:deploy [-- --deploys N --concurrency N --keep-alive yes|no|both]   (own lab; root)\n" +
+        "       npx tsx scripts/bench/deploy-under-load.ts <stack> --url URL [--concurrency N] [--ref REF] [--max-seconds N] [host flags]\n",
+    );
+    return 0;
+  }
+  const [stack] = args.positional;
+  const url = args.flags.url as string | undefined;
+  const concurrency = Number(args.flags.concurrency ?? 4);
+  const maxSeconds = Number(args.flags["max-seconds"] ?? 300);
+  let results: BenchResult[];
+  if (!stack) {
+    results = await benchInLab({ deploys: Number(args.flags.deploys ?? 3), concurrency, maxSeconds, keepAlive });
+  } else {
+    if (!url) throw new OpsError("which URL to load?", "pass --url http://<site>/ (see --help)");
+    const host = new URL(url).hostname;
+    if (!args.flags["allow-remote"] && !/^(127\.|localhost$|\[?::1\]?$)/.test(host)) {
+      throw new OpsError(`${url} is not a loopback address`, "pass --allow-remote to load a real server on purpose");
+    }
+    const target = resolveTarget(loadEnvironment(stack), args.target);
+    results = [await deployUnderLoad({ target, url, concurrency, ref: args.flags.ref as string | undefined, maxSeconds, keepAlive: keepAlive[0] })];
+  }
+  const ok = results.filter((r) => !r.deployFailed);
+  const summary = {
+    deploys: results.length,
+    deploysFailed: results.length - ok.length,
+    medianDeploySeconds: Number(median(ok.map((r) => r.deploySeconds)).toFixed(1)),
+    deploySeconds: results.map((r) => Number(r.deploySeconds.toFixed(1))),
+    requests: results.reduce((n, r) => n + r.requests, 0),
+    failedRequests: results.reduce((n, r) => n + r.failedRequests, 0),
+    failedRequestsKeepAlive: results.filter((r) => r.keepAlive).reduce((n, r) => n + r.failedRequests, 0),
+    failedRequestsNewConnections: results.filter((r) => !r.keepAlive).reduce((n, r) => n + r.failedRequests, 0),
+    maxLatencyMs: Math.max(...results.map((r) => r.maxLatencyMs)),
+    runs: results,
+  };
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  say(`\n${summary.deploys} deploy(s), ${summary.deploysFailed} failed; median deploy wall time ${summary.medianDeploySeconds} s; ${summary.requests} requests, ${summary.failedRequests} failed (goal 0: ${summary.failedRequestsKeepAlive} on reused keep-alive connections, ${summary.failedRequestsNewConnections} with a new connection per request); max latency ${summary.maxLatencyMs} ms`);
+  if (summary.deploysFailed > 0) throw new OpsError(`${summary.deploysFailed} deploy(s) failed: ${results.find((r) => r.deployFailed)?.error}`, "see the deploy output above");
+  return summary.failedRequests === 0 ? 0 : 1;
 });
