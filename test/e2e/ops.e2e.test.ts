@@ -122,6 +122,17 @@ afterAll(async () => {
 describe("deploy.ts", () => {
   let v1Release: string;
 
+  test("--dry-run prints the plan and changes nothing", async () => {
+    const before = await slots();
+    const releases = await root(`ls ${LAYOUT.releasesDir}`);
+    const result = await cli("deploy.ts", ["--dry-run"]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toMatch(/plan for example-staging/);
+    expect(result.stderr).toContain("dry run: nothing was changed.");
+    expect(await slots()).toEqual(before);
+    expect(await root(`ls ${LAYOUT.releasesDir}`)).toBe(releases);
+  });
+
   test("deploys a new commit: the site serves it on the other slot, the old slot is stopped, data intact", async () => {
     await addRows(3);
     const before = await slots();
@@ -133,6 +144,8 @@ describe("deploy.ts", () => {
     lab.timings.push(`deploy (CLI, success): ${((Date.now() - t) / 1000).toFixed(1)} s`);
     expect(result.code).toBe(0);
     expect(result.stderr).toContain("✓ deployed");
+    // The bootstrap and the deploy render the server's files with the same code: nothing to push.
+    expect(result.stderr).not.toContain("kit: updated");
     expect((await health()).version).toBe("v2");
     const after = await slots();
     expect(after.active).not.toBe(before.active);
@@ -186,6 +199,18 @@ describe("deploy.ts", () => {
     expect(Object.values(after.units).filter((u) => u === "active")).toHaveLength(1);
     expect(await count()).toBe(rows);
   });
+
+  test("a lock left by a dead deploy stops the next one, which prints how to remove it", async () => {
+    await server.machine.exec(`mkdir -p ${LAYOUT.deployLock} && echo 'deploy of v9 by someone' >${LAYOUT.deployLock}/owner`);
+    const blocked = await cli("deploy.ts", ["--ref", commits.v2]);
+    expect(blocked.code).not.toBe(0);
+    expect(blocked.stderr).toContain("another operation holds the deploy lock");
+    expect(blocked.stderr).toContain("deploy of v9 by someone");
+    const fix = new RegExp(`ssh (\\S+) (sudo rm -r ${LAYOUT.deployLock})`).exec(blocked.stderr);
+    expect(fix).not.toBeNull();
+    await server.sshDeploy(fix![2].split(" "));
+    expect(await root(`test -e ${LAYOUT.deployLock} && echo locked || echo unlocked`)).toBe("unlocked");
+  });
 });
 
 describe("restore.ts over SSH", () => {
@@ -203,6 +228,35 @@ describe("restore.ts over SSH", () => {
     expect(aside.some((n) => n.startsWith("before-restore-"))).toBe(true);
     const kept = aside.find((n) => n.startsWith("before-restore-"))!;
     expect(await root(`ls ${LAYOUT.asideDir}/${kept}`)).toMatch(/app\.sqlite3/);
+  });
+
+  test("the printed undo command (--from-file the aside copy) puts the previous database back", async () => {
+    await addRows(1);
+    const rows = await count();
+    const restore = await cli("restore.ts", ["--latest", "--yes"]);
+    expect(restore.code).toBe(0);
+    const undo = /to undo: npx tsx scripts\/restore\.ts example-staging (--from-file \S+) --yes/.exec(restore.stderr);
+    expect(undo).not.toBeNull();
+    const result = await cli("restore.ts", [...undo![1].split(" "), "--yes"]);
+    expect(result.code).toBe(0);
+    expect(await count()).toBe(rows);
+    // The runbook's way to look at what is kept aside, as the deploy user.
+    expect((await server.sshDeploy(["sudo", "ls", "-l", LAYOUT.asideDir])).stdout).toMatch(/before-restore-/);
+  });
+
+  test("--list shows the replica's time range; --local restores onto this machine without touching the server", async () => {
+    const list = await cli("restore.ts", ["--list"]);
+    expect(list.code).toBe(0);
+    expect(list.stdout).toContain("== generations");
+    expect(list.stderr).toMatch(/point-in-time restores reach from \S+ to \S+ \(UTC\)/);
+    await replicated();
+    const rows = await count();
+    const out = join(dir, "local.sqlite3");
+    const local = await cli("restore.ts", ["--latest", "--local", out]);
+    expect(local.code).toBe(0);
+    expect(local.stderr).toContain("integrity:     ok");
+    expect(local.stderr).toMatch(new RegExp(`rows\\s+${rows}\\b`));
+    expect(existsSync(out)).toBe(true);
   });
 
   test("--timestamp restores the database as it was between two writes", async () => {
@@ -229,7 +283,7 @@ describe("drill.ts", () => {
     const parsed = JSON.parse(readFileSync(report, "utf8")) as { ok: boolean; rpo_ms: number | null };
     expect(parsed.ok).toBe(true);
     expect(parsed.rpo_ms).not.toBeNull();
-    expect(await root(`test -s ${LAYOUT.drillDir}/latest.json && echo yes`)).toBe("yes");
+    expect((await server.sshDeploy(["sudo", "ls", LAYOUT.drillDir])).stdout).toContain("latest.json");
   });
 
   test("fails when Litestream is stopped", async () => {
