@@ -14,7 +14,8 @@ Deploys the app of <stack> (e.g. example-prod): takes the server's deploy lock, 
 that changed (rendered from the client file, exactly as the bootstrap renders it), fetches the app at --ref
 into a new release, snapshots the database (sqlite3 .backup into /mnt/data/aside), runs the migrate task,
 starts the release on the other slot (port ↔ port+1), health-checks it, switches Caddy to it and stops the
-old one. On any failure: back to the previous release, and to the snapshot if the migration had run.
+old one. On any failure: back to the previous release, and to the snapshot if the migration failed or
+changed the schema (schema_version/user_version).
 
   --ref REF             branch, tag or commit (default: app.ref in the client file)
   --rollback            go back one release (code only; the database is not changed)

@@ -1,7 +1,8 @@
 /**
  * Deploy, as a sequence of Steps over one SSH connection. Safe by default: a lock, a pre-migration
  * snapshot, the new release started beside the old one and health-checked before Caddy switches to it.
- * Any failure goes back to the previous release — and to the snapshot when the migration had run.
+ * Any failure goes back to the previous release — and to the snapshot when the migration
+ * failed or changed the schema (a migration that changed nothing leaves nothing to undo).
  */
 import { hostname, userInfo } from "node:os";
 import { LAYOUT } from "../../cloud-init/layout";
@@ -126,7 +127,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     say(`  4. ${state.dbExists ? "snapshot the database into the aside dir" : "no database yet: no snapshot"}; run deno task ${env.app.tasks.migrate}`);
     say(`  5. start the release on 127.0.0.1:${newPort} (now serving: ${oldPort}, ${state.slots[oldPort] || "?"}), health-check ${env.app.healthPath} for ${healthSeconds}s`);
     say(`  6. switch Caddy to ${newPort}, stop app@${oldPort}; keep ${options.keep ?? 5} releases; unlock`);
-    say(`  on failure: back to ${oldPort}${state.dbExists ? " and to the snapshot if the migration ran" : ""}`);
+    say(`  on failure: back to ${oldPort}${state.dbExists ? " and to the snapshot if the migration fails or changes the schema" : ""}`);
     return { release: "", port: newPort, changedFiles: [], seconds: 0 };
   }
 
@@ -137,11 +138,15 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     const release = lastLine((await run(steps.fetchRelease(ref, paths))).stdout);
     const snapshot = state.dbExists ? lastLine((await run(steps.snapshot("pre-deploy", paths))).stdout) : undefined;
 
+    const schemaBefore = snapshot ? lastLine((await runner.run(steps.schemaVersion(paths))).stdout) : undefined;
     let migrated = false;
     let switched = false;
     try {
       migrated = true; // a failing migration may have changed part of the database
       await run(steps.migrate(release, env.app.tasks.migrate, paths));
+      // A migration that succeeded without changing the schema leaves nothing to undo: a later failure
+      // (health check) then keeps the live database, with the writes made meanwhile.
+      if (snapshot) migrated = lastLine((await runner.run(steps.schemaVersion(paths))).stdout) !== schemaBefore;
       await run(steps.startSlot(newPort, release, healthSeconds, paths));
       await run(steps.switchUpstream(caddyfileFor(newPort), newPort, paths));
       switched = true;
@@ -149,7 +154,9 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       say(`\n✗ deploy failed: ${reason}\n  rolling back to ${state.slots[oldPort] || `the release on ${oldPort}`}`);
+      if (snapshot && !migrated) say(`  the migration changed no schema (schema_version/user_version ${schemaBefore}): the database stays as it is`);
       const notes = await rollBack({ runner, paths, oldPort, newPort, switched, snapshot: migrated ? snapshot : undefined, caddyfile: caddyfileFor(oldPort), healthSeconds, ports: slotPorts(env.app.port) });
+      if (snapshot && !migrated) notes.push(`the database was left as it is (the migration changed no schema); pre-deploy snapshot ${snapshot}`);
       throw new OpsError(
         `deploy of ${ref} failed and was rolled back: ${reason}\n  ${notes.join("\n  ")}`,
         `the site runs the previous release. Fix the cause above, then deploy again. Logs: ssh ${runner.destination} sudo journalctl -u app@${newPort}.service`,

@@ -132,6 +132,18 @@ echo "$out"`,
   );
 }
 
+/**
+ * The database's schema version pair (`PRAGMA schema_version`, `PRAGMA user_version`), read-only, as one
+ * line: a migration that changes a table or bumps user_version changes it.
+ */
+export function schemaVersion(paths: ServerPaths = SERVER): Step {
+  return step(
+    "read the schema version",
+    join(source(paths), bash`${asApp} sqlite3 -readonly -cmd '.timeout 5000' "$DB_FILE" 'PRAGMA schema_version; PRAGMA user_version;' | paste -sd ' '`),
+    true,
+  );
+}
+
 export function migrate(release: string, task: string, paths: ServerPaths = SERVER): Step {
   return step(`migrate (deno task ${task})`, bash`${paths.libDir}/run-task.sh ${release} ${task}`);
 }

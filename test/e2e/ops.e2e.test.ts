@@ -165,7 +165,8 @@ describe("deploy.ts", () => {
     const result = await cli("deploy.ts", ["--ref", commits.badMigration]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/failed and was rolled back/);
-    expect(result.stderr).toMatch(/migrate/);
+    expect(result.stderr).toMatch(/step "migrate \(deno task migrate\)" failed/);
+    expect(result.stderr).toContain("rolled back: database back to the pre-migration snapshot");
     expect((await health()).version).toBe("v2");
     expect(await slots()).toEqual(before);
     expect(await count()).toBe(rows);
@@ -179,9 +180,13 @@ describe("deploy.ts", () => {
     const before = await slots();
     const rows = await count();
     commits.badHealth = await lab.repo.commit({ "deno.json": denoJson({ start: `FAIL_HEALTHCHECK=1 ${JSON.parse(fixture("deno.json")).tasks.start}` }) }, "unhealthy release");
+    const asideBefore = await root(`ls ${LAYOUT.asideDir}`);
     const result = await cli("deploy.ts", ["--ref", commits.badHealth, "--health-seconds", "5"]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/failed and was rolled back/);
+    // Its migration changed nothing: the live database is kept (no swap, no downtime, no writes moved aside).
+    expect(result.stderr).toContain("the database was left as it is (the migration changed no schema)");
+    expect((await root(`ls ${LAYOUT.asideDir}`)).split("\n").filter((n) => n.startsWith("failed-deploy-") && !asideBefore.includes(n))).toEqual([]);
     expect((await health()).version).toBe("v2");
     const after = await slots();
     expect(after).toEqual(before);

@@ -27,7 +27,7 @@ describe("shell text", () => {
   });
 
   test("every step starts with set -euo pipefail", () => {
-    for (const s of [steps.inspect([8000, 8001]), steps.lock("me"), steps.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(), steps.restoreToScratch({ kind: "replica" }), steps.runDrill()]) {
+    for (const s of [steps.inspect([8000, 8001]), steps.lock("me"), steps.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.schemaVersion(), steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(), steps.restoreToScratch({ kind: "replica" }), steps.runDrill()]) {
       expect(s.script.text.startsWith("set -euo pipefail\n")).toBe(true);
     }
   });
@@ -55,6 +55,12 @@ describe("deploy steps", () => {
 
   test("the pre-migration snapshot is sqlite3 .backup as the app user into the aside dir", () => {
     expect(steps.snapshot("pre-deploy").script.text).toContain(`out="$ASIDE_DIR/pre-deploy-$(date -u +%Y%m%dT%H%M%SZ).sqlite3"\nrunuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 10000' "$DB_FILE" ".backup '$out'"`);
+  });
+
+  test("the schema version the deploy compares around the migration is read-only, as the app user", () => {
+    const s = steps.schemaVersion();
+    expect(s.readOnly).toBe(true);
+    expect(s.script.text).toContain(`runuser -u "$APP_USER" -- sqlite3 -readonly -cmd '.timeout 5000' "$DB_FILE" 'PRAGMA schema_version; PRAGMA user_version;' | paste -sd ' '`);
   });
 
   test("replacing the database stops both slots and Litestream, moves the live files aside, starts and health-checks", () => {
