@@ -277,6 +277,16 @@ describe("restore.ts over SSH", () => {
     expect(result.code).toBe(0);
     expect(await count()).toBe(rowsAtT);
   });
+
+  test("--from-fallback restores the newest daily copy on the volume (S3 not needed)", async () => {
+    const rows = await count();
+    await server.machine.exec(["systemctl", "start", "fallback-backup.service"]);
+    await addRows(2);
+    const result = await cli("restore.ts", ["--from-fallback", "--yes"]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).toContain("integrity:     ok");
+    expect(await count()).toBe(rows);
+  });
 });
 
 describe("drill.ts", () => {
