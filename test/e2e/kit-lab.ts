@@ -89,7 +89,7 @@ export interface KitServerOptions {
   readonly s3Endpoint?: string;
   /** Extra renderer overrides (the lab's mirror and git URL are always set). */
   readonly overrides?: RenderOverrides;
-  /** Volume device path prefix (provider). @default DigitalOcean's by-id path */
+  /** The volume's device path inside the server (a new volume is bound there). @default DigitalOcean's by-id path for its name */
   readonly volumeDevice?: string;
 }
 
@@ -132,9 +132,11 @@ export function renderLabUserData(lab: KitLab, options: KitServerOptions, volume
 
 /** Boots a server from the kit's user data (does not wait for cloud-init: see `waitForBootstrap`). */
 export async function bootKitServer(lab: KitLab, options: KitServerOptions): Promise<KitServer> {
-  const volume =
-    options.volume === "none" ? undefined : (options.volume ?? (await createVolume(lab.teardown, { name: options.env.names.volume })));
   const device = options.volumeDevice ?? `${DO_VOLUME_BY_ID}${options.env.names.volume}`;
+  const volume =
+    options.volume === "none"
+      ? undefined
+      : (options.volume ?? (await createVolume(lab.teardown, { name: options.env.names.volume, byIdPath: device })));
   const userData = renderLabUserData(lab, options, device);
   const machine = await bootMachine(lab.teardown, {
     rootfs: lab.rootfs,

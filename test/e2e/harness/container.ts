@@ -34,6 +34,11 @@ export interface VolumeOptions {
   readonly sizeMiB?: number;
   /** "ext4" as DigitalOcean formats a volume created with initial_filesystem_type; "none" for a blank one. @default "ext4" */
   readonly filesystem?: "ext4" | "none";
+  /**
+   * Where the volume appears inside a machine, e.g. Hetzner's `/dev/disk/by-id/scsi-0HC_Volume_<id>`.
+   * @default DigitalOcean's path for its name (`/dev/disk/by-id/scsi-0DO_Volume_<name>`)
+   */
+  readonly byIdPath?: string;
 }
 
 export interface Volume {
@@ -61,7 +66,7 @@ export async function createVolume(teardown: Teardown, options: VolumeOptions): 
   if ((options.filesystem ?? "ext4") === "ext4") await run(["mkfs.ext4", "-q", "-F", image]);
   const device = (await run(["losetup", "--find", "--show", image])).stdout.trim();
   teardown.track({ kind: "loop", device, backingFile: image });
-  return { name: options.name, image, device, byIdPath: `${DO_VOLUME_BY_ID}${options.name}` };
+  return { name: options.name, image, device, byIdPath: options.byIdPath ?? `${DO_VOLUME_BY_ID}${options.name}` };
 }
 
 // ---------------------------------------------------------------------------------------------------------

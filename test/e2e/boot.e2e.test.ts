@@ -1,0 +1,192 @@
+/**
+ * Boot proof (issue 3, point 4): the example client's real user data, booted once, must leave a server that
+ * mounts its volume, installs the pinned binaries, serves the app through Caddy, replicates to S3, makes a
+ * verified fallback backup and only lets the deploy key in. One server for the DigitalOcean checks (a boot
+ * costs about a minute), one for the Hetzner client. The tests run in order on the same server.
+ */
+import { createHash } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
+import { DENO, LITESTREAM } from "../../cloud-init/artifacts";
+import { LAYOUT } from "../../cloud-init/layout";
+import { log, restoreReplica, run, sshArgv } from "./harness";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "./kit-lab";
+
+const WAIT = { timeoutMs: 60_000, intervalMs: 500 };
+let lab: KitLab;
+let server: KitServer;
+
+/** Boots a server and waits for its bootstrap; records the timings. */
+async function bootHealthy(name: string, options: Omit<Parameters<typeof bootKitServer>[1], "name">): Promise<KitServer> {
+  const started = Date.now();
+  const booted = await bootKitServer(lab, { name, ...options });
+  const result = await waitForBootstrap(booted);
+  expect(result.status).toBe("done");
+  lab.timings.push(`${name}: boot -> cloud-init done ${(result.bootMs / 1000).toFixed(1)} s`);
+  await booted.machine.waitFor(async () => (await booted.http("/healthz").catch(() => undefined))?.status === 200, {
+    ...WAIT,
+    what: `${name}: GET /healthz through Caddy to answer 200`,
+  });
+  lab.timings.push(`${name}: boot -> healthy ${((Date.now() - started) / 1000).toFixed(1)} s (including machine setup)`);
+  return booted;
+}
+
+async function root(command: string | readonly string[], on = server): Promise<string> {
+  return (await on.machine.exec(command)).stdout.trim();
+}
+
+async function postRows(on: KitServer, n: number): Promise<number[]> {
+  const ids: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const res = await on.http("/rows", { method: "POST" });
+    expect(res.status).toBe(201);
+    ids.push(((await res.json()) as { id: number }).id);
+  }
+  return ids;
+}
+
+/** Restores the server's replica from the lab's S3 on the host (an outside `litestream restore`); returns its row ids. */
+async function restoredIds(on: KitServer, label: string): Promise<number[]> {
+  const out = join(lab.teardown.workDir, `${label}-${Date.now()}.sqlite3`);
+  await restoreReplica(lab.teardown, out, { s3: lab.s3, replicaPath: `${on.env.names.bucketPrefix}/${LAYOUT.bucket.litestream}` });
+  const check = await run(["sqlite3", out, "PRAGMA integrity_check;"]);
+  expect(check.stdout.trim()).toBe("ok");
+  const ids = await run(["sqlite3", out, "SELECT id FROM rows ORDER BY id;"]);
+  return ids.stdout.split("\n").filter(Boolean).map(Number);
+}
+
+/** Waits until an outside restore holds every id in `ids` (Litestream syncs every second). */
+async function expectReplicated(on: KitServer, ids: readonly number[], label: string): Promise<void> {
+  let last: number[] = [];
+  await on.machine.waitFor(
+    async () => {
+      last = await restoredIds(on, label);
+      return ids.every((id) => last.includes(id));
+    },
+    { timeoutMs: 30_000, intervalMs: 2_000, what: `${label}: rows ${ids.join(",")} to be restorable from S3 (last restore held ${last.length} rows)` },
+  );
+}
+
+beforeAll(async () => {
+  lab = await createKitLab();
+  server = await bootHealthy("boot-do", { env: labEnvironment(lab) });
+}, 15 * 60_000);
+afterAll(async () => {
+  await lab?.teardown.run();
+  printTimings(lab, "boot");
+});
+
+describe("a server booted from the example client's user data", () => {
+  test("cloud-init finished without errors and the bootstrap succeeded", async () => {
+    const status = await server.machine.exec(["cloud-init", "status", "--long"], { allowFailure: true });
+    expect(status.stdout).toMatch(/^status: done$/m);
+    expect(status.code).toBe(0);
+    expect(await root(["systemctl", "show", "-p", "Result", "--value", "kit-bootstrap.service"])).toBe("success");
+    expect(await root("systemctl --failed --no-legend --plain")).toBe("");
+    const output = await root(["cat", "/var/log/cloud-init-output.log"]);
+    expect(output).not.toMatch(/Traceback|\bfailed\b.*\bmodule\b/i);
+    expect(await root(["journalctl", "-u", "kit-bootstrap.service", "--no-pager", "-o", "cat"])).toContain("kit-bootstrap: done");
+  });
+
+  test("the volume is mounted at /mnt/data and the database file is on it", async () => {
+    const env = server.env;
+    const [source, target, fstype] = (await root(["findmnt", "-n", "-o", "SOURCE,TARGET,FSTYPE", LAYOUT.volumeMount])).split(/\s+/);
+    expect(target).toBe(LAYOUT.volumeMount);
+    expect(fstype).toBe("ext4");
+    expect(source).toMatch(/loop|scsi-0DO_Volume_/);
+    // The database file lives on that filesystem (not on the root disk under the mount point).
+    expect(await root(["findmnt", "-n", "-o", "TARGET", "--target", LAYOUT.dbFile])).toBe(LAYOUT.volumeMount);
+    expect(await root(["stat", "-c", "%U %s", LAYOUT.dbFile])).toMatch(/^\S+ [1-9]\d*$/);
+    expect(await root(["grep", "-F", ` ${LAYOUT.volumeMount} `, "/etc/fstab"])).toContain(`scsi-0DO_Volume_${env.names.volume}`);
+  });
+
+  test("Deno and Litestream are the pinned versions", async () => {
+    expect(await root([DENO.installPath, "--version"])).toMatch(new RegExp(`^deno ${DENO.version.replace(/\./g, "\\.")} `));
+    expect(await root([LITESTREAM.installPath, "version"])).toBe(`v${LITESTREAM.version}`);
+  });
+
+  test("the app answers through Caddy on port 80", async () => {
+    const res = await server.http("/healthz");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("server")).toBe("Caddy");
+    expect(await res.json()).toMatchObject({ ok: true });
+    expect(await root(["systemctl", "is-active", "caddy.service", `app@${server.env.app.port}.service`, "litestream.service"])).toBe(
+      "active\nactive\nactive",
+    );
+  });
+
+  test("rows written through the app can be restored from S3 by an outside litestream restore, and match", async () => {
+    const ids = await postRows(server, 25);
+    await expectReplicated(server, ids, "do-replica");
+    const restored = await restoredIds(server, "do-replica-final");
+    const count = ((await (await server.http("/rows/count")).json()) as { count: number }).count;
+    expect(restored).toHaveLength(count);
+    expect(restored).toEqual(expect.arrayContaining(ids));
+  });
+
+  test("the fallback backup job leaves a verified copy on the volume and in the bucket", async () => {
+    const before = new Set(await lab.s3.listKeys(`${server.env.names.bucketPrefix}/${LAYOUT.bucket.fallback}/`));
+    const rows = ((await (await server.http("/rows/count")).json()) as { count: number }).count;
+    await server.machine.exec(["systemctl", "start", "fallback-backup.service"], { timeoutMs: 120_000 });
+    expect(await root(["systemctl", "show", "-p", "Result", "--value", "fallback-backup.service"])).toBe("success");
+
+    const name = await root(`ls -1t ${LAYOUT.backupDir}/app-*.sqlite3.gz | head -n1 | xargs -r basename`);
+    expect(name).toMatch(/^app-\d{8}T\d{6}Z\.sqlite3\.gz$/);
+    const onVolume = `${LAYOUT.backupDir}/${name}`;
+    expect(await root(["findmnt", "-n", "-o", "TARGET", "--target", onVolume])).toBe(LAYOUT.volumeMount);
+    expect(await root(`gunzip -c ${onVolume} >/run/fallback-check.sqlite3 && sqlite3 /run/fallback-check.sqlite3 'PRAGMA integrity_check;'`)).toBe("ok");
+    expect(Number(await root(["sqlite3", "/run/fallback-check.sqlite3", "SELECT count(*) FROM rows;"]))).toBe(rows);
+
+    // Uploaded by s3-put.sh (curl with SigV4) under <env>/fallback/, byte for byte.
+    const key = `${server.env.names.bucketPrefix}/${LAYOUT.bucket.fallback}/${name}`;
+    const keys = await lab.s3.listKeys(`${server.env.names.bucketPrefix}/${LAYOUT.bucket.fallback}/`);
+    expect(keys).toContain(key);
+    expect(before.has(key)).toBe(false);
+    const uploaded = await lab.s3.getObject(key);
+    const local = await server.machine.exec(`sha256sum ${onVolume} | cut -d' ' -f1`);
+    expect(createHash("sha256").update(uploaded).digest("hex")).toBe(local.stdout.trim());
+    const inflated = join(lab.teardown.workDir, "fallback-from-s3.sqlite3");
+    writeFileSync(inflated, gunzipSync(uploaded));
+    expect((await run(["sqlite3", inflated, "PRAGMA integrity_check;"])).stdout.trim()).toBe("ok");
+  });
+
+  test("SSH accepts the deploy key, refuses passwords and refuses root", async () => {
+    const whoami = await server.sshDeploy(["id", "-un"]);
+    expect(whoami.stdout.trim()).toBe(LAYOUT.users.deploy);
+
+    const sshd = await root(["sshd", "-T"]);
+    expect(sshd).toMatch(/^permitrootlogin no$/m);
+    expect(sshd).toMatch(/^passwordauthentication no$/m);
+    expect(sshd).toMatch(/^kbdinteractiveauthentication no$/m);
+
+    const base = { key: lab.sshKey, host: server.machine.address, knownHostsFile: lab.knownHostsFile };
+    // Password only: the server must not even offer it (BatchMode makes a prompt an error, not a hang).
+    const passwordArgv = sshArgv({ ...base, user: LAYOUT.users.deploy }, ["true"]);
+    const password = await run(
+      [passwordArgv[0], "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no", ...passwordArgv.slice(1)],
+      { allowFailure: true, timeoutMs: 30_000 },
+    );
+    expect(password.code).not.toBe(0);
+    expect(password.stderr).toMatch(/Permission denied \(publickey\)/);
+
+    // Root with the deploy key (cloud-init puts the key in root's authorized_keys too on some images).
+    const rootLogin = await run(sshArgv({ ...base, user: "root" }, ["true"]), { allowFailure: true, timeoutMs: 30_000 });
+    expect(rootLogin.code).not.toBe(0);
+    expect(rootLogin.stderr).toMatch(/Permission denied/);
+  });
+});
+
+describe("the Hetzner example client", () => {
+  test("boots with its volume at /dev/disk/by-id/scsi-0HC_Volume_<id>, serves and replicates", async () => {
+    const env = labEnvironment(lab, "examplehz-prod");
+    const device = "/dev/disk/by-id/scsi-0HC_Volume_31415926";
+    const hz = await bootHealthy("boot-hz", { env, volumeDevice: device });
+    expect(await root(["findmnt", "-n", "-o", "TARGET", "--target", LAYOUT.dbFile], hz)).toBe(LAYOUT.volumeMount);
+    expect(await root(["grep", "-F", ` ${LAYOUT.volumeMount} `, "/etc/fstab"], hz)).toContain(device);
+    const ids = await postRows(hz, 10);
+    await expectReplicated(hz, ids, "hz-replica");
+    log(`hetzner: ${ids.length} rows replicated to s3://${lab.s3.bucket}/${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}`);
+    await hz.machine.stop();
+  }, 15 * 60_000);
+});
