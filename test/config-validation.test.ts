@@ -3,28 +3,17 @@
  * and the fix. Tests come in pairs: this input throws with this message; the nearest valid one does not.
  */
 import { AGENCY } from "../app/agency";
-import { ConfigError } from "../app/config/errors";
 import { loadEnvironments } from "../app/config/load";
+import { FILE, problemsOf } from "./support/problems";
 import type { ClientConfig, EnvironmentConfig } from "../app/config/types";
 import example from "../app/clients/example";
 
-const FILE = "app/clients/acme.ts";
 const validEnv: EnvironmentConfig = example.environments.prod;
 const client = (env: Partial<EnvironmentConfig> & Record<string, unknown>, slug = "acme"): ClientConfig => ({
   slug,
   environments: { prod: { ...validEnv, ...env } as EnvironmentConfig },
 });
 
-/** The problems synth would print for `config`, one string each. */
-function problemsOf(config: ClientConfig): string[] {
-  try {
-    loadEnvironments(AGENCY, [{ config, file: FILE }]);
-    return [];
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    return error.problems.map(String);
-  }
-}
 
 describe("client validation", () => {
   test("the shipped example is valid", () => {

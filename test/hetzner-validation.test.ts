@@ -10,25 +10,15 @@ import { join } from "node:path";
 import { AGENCY } from "../app/agency";
 import example from "../app/clients/example";
 import exampleHetzner from "../app/clients/example-hetzner";
-import { ConfigError } from "../app/config/errors";
 import { loadEnvironments } from "../app/config/load";
+import { FILE, problemsOf } from "./support/problems";
 import type { ClientConfig, EnvironmentConfig } from "../app/config/types";
 import { REPO_ROOT } from "./support/environments";
 
-const FILE = "app/clients/acme.ts";
 const hetznerEnv: EnvironmentConfig = exampleHetzner.environments.prod;
 const client = (env: EnvironmentConfig): ClientConfig => ({ slug: "acme", environments: { prod: env } });
 const hetzner = (overrides: Partial<EnvironmentConfig> & Record<string, unknown>) => client({ ...hetznerEnv, ...overrides } as EnvironmentConfig);
 
-function problemsOf(config: ClientConfig): string[] {
-  try {
-    loadEnvironments(AGENCY, [{ config, file: FILE }]);
-    return [];
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    return error.problems.map(String);
-  }
-}
 
 describe("Hetzner environments", () => {
   test("the shipped Hetzner example is valid", () => {
