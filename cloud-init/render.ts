@@ -48,6 +48,8 @@ export function renderUserData(env: ResolvedEnvironment, server: ServerValues, o
     disable_root: true,
     ssh_pwauth: false,
     timezone: "Etc/UTC",
+    // The hostname resolves locally (sudo otherwise warns "unable to resolve host" on images without it).
+    manage_etc_hosts: true,
     package_update: true,
     packages: PACKAGES,
     write_files: files.map((file) => ({

@@ -65,7 +65,10 @@ export interface AppConfig {
 }
 
 export interface LitestreamConfig {
-  /** How often WAL changes are shipped to S3 — the most writes a crash can lose. @default "1s" */
+  /**
+   * How often WAL changes are shipped to S3. A crash loses at most the writes of the last syncInterval
+   * + 100 ms (Litestream's WAL check, `LITESTREAM_MONITOR_INTERVAL_MS`) and the upload in flight. @default "1s"
+   */
   readonly syncInterval?: string;
   /** How often a full snapshot is taken; bounds how much WAL a restore replays. @default "1h" */
   readonly snapshotInterval?: string;

@@ -5,7 +5,13 @@ set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
 lib=$(dirname "$0")
-step() { echo "kit-bootstrap: [$1/8] $2"; }
+current="starting"
+step() {
+  current="[$1/8] $2"
+  echo "kit-bootstrap: $current"
+}
+# Every step is safe to run again, so the one fix for any failure is: remove the cause, rerun the unit.
+trap 'echo "kit-bootstrap: FAILED at $current. Fix the cause above, then rerun the bootstrap: sudo systemctl restart kit-bootstrap.service" >&2' ERR
 
 step 1 "mounting the data volume $VOLUME_DEVICE at $VOLUME_MOUNT"
 "$lib/mount-volume.sh"
@@ -26,7 +32,11 @@ ln -sfn "$release" "$SLOTS_DIR/$APP_PORT"
 step 5 "restoring the database from S3 if the volume holds none"
 systemctl daemon-reload
 systemctl enable --quiet db-restore.service
-systemctl start db-restore.service
+if ! systemctl start db-restore.service; then
+  # Its reason is in its own journal: repeat it here, where the operator (and cloud-init's log) looks.
+  journalctl -u db-restore.service --no-pager -o cat -n 20 >&2
+  false
+fi
 
 step 6 "running the migrate task ($APP_MIGRATE_TASK)"
 if [ -e "$DB_FILE" ]; then

@@ -41,10 +41,16 @@ if [ -e /etc/kit/allow-empty-database ]; then
   echo "kit: backups unreachable, but /etc/kit/allow-empty-database exists: starting with an empty database" >&2
   exit 0
 fi
+if [ -e "$BOOTSTRAP_DONE_FILE" ]; then
+  retry="sudo systemctl restart db-restore.service && sudo systemctl start litestream.service app@$APP_PORT.service"
+else
+  # The first boot's bootstrap stopped here: rerunning it also does the steps after the restore.
+  retry="sudo systemctl restart kit-bootstrap.service"
+fi
 echo "kit: cannot read the backups at $replica, and the volume holds no database." >&2
 echo "kit: refusing to start the app on an empty database: this may be a replacement server whose data is in S3." >&2
 echo "kit: fix the network or the credentials in $S3_CREDENTIALS_FILE, then run:" >&2
-echo "kit:   sudo systemctl restart db-restore.service && sudo systemctl start litestream.service app@$APP_PORT.service" >&2
+echo "kit:   $retry" >&2
 echo "kit: only if this server must start empty (no backups exist anywhere):" >&2
-echo "kit:   sudo touch /etc/kit/allow-empty-database && sudo systemctl restart db-restore.service" >&2
+echo "kit:   sudo touch /etc/kit/allow-empty-database && $retry" >&2
 exit 1

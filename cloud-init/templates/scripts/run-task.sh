@@ -1,6 +1,7 @@
 #!/bin/bash
 # Usage: run-task.sh RELEASE_DIR TASK
 # Runs `deno task TASK` of a release as the app user, with the app's environment and sandbox, and waits.
+# NO_COLOR: the output lands in logs and in the operator's error messages, where escape codes are noise.
 set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
@@ -15,7 +16,7 @@ exec systemd-run --quiet --wait --pipe --collect --service-type=exec \
   --uid="$APP_USER" --gid="$APP_USER" \
   --working-directory="$release" \
   --property "EnvironmentFile=$APP_ENV_FILE" "${secrets[@]}" \
-  --setenv "DATABASE_URL=$DB_FILE" --setenv "DENO_DIR=$DENO_DIR" --setenv DENO_NO_UPDATE_CHECK=1 \
+  --setenv "DATABASE_URL=$DB_FILE" --setenv "DENO_DIR=$DENO_DIR" --setenv DENO_NO_UPDATE_CHECK=1 --setenv NO_COLOR=1 \
   --property CacheDirectory=app --property NoNewPrivileges=yes --property ProtectSystem=strict \
   --property "ReadWritePaths=$DB_DIR" --property ProtectHome=yes --property PrivateTmp=yes \
   /usr/local/bin/deno task "$task"

@@ -12,13 +12,13 @@
  * reach a machine by entering its namespaces (nsenter) through the pid of its init, not `machinectl`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { type LabNetwork, type MachineNic } from "./network";
 import { formatArgv, log, requireRoot, requireTools, run, type RunResult, seconds, settlesWithin, tail } from "./process";
 import { bootCopy, type Rootfs } from "./rootfs";
-import { processIdentity, type Teardown } from "./teardown";
+import { processIdentity, release, removeTree, type Teardown } from "./teardown";
 import { GiveUp, waitFor, type WaitOptions } from "./wait";
 
 /** Where a DigitalOcean volume appears on a droplet. */
@@ -69,6 +69,17 @@ export async function createVolume(teardown: Teardown, options: VolumeOptions): 
   return { name: options.name, image, device, byIdPath: options.byIdPath ?? `${DO_VOLUME_BY_ID}${options.name}` };
 }
 
+/**
+ * Destroys a volume (a deleted cloud volume): detaches its loop device and deletes its backing file, so
+ * that nothing of its content can reach a later machine.
+ */
+export async function destroyVolume(volume: Volume): Promise<void> {
+  const holder = attachedTo.get(volume.device);
+  if (holder) throw new Error(`volume ${volume.name} is attached to running machine ${holder}: stop that machine first`);
+  await release({ kind: "loop", device: volume.device, backingFile: volume.image });
+  rmSync(volume.image, { force: true });
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Machines
 
@@ -112,6 +123,7 @@ export class Machine {
   private leaderPid?: number;
   private exited?: Promise<void>;
   private startedAt = 0;
+  private discarded = false;
 
   private constructor(
     private readonly teardown: Teardown,
@@ -172,6 +184,7 @@ export class Machine {
   /** Boots the machine (again, after a stop: a reboot of the same disk) and waits for its systemd to answer. */
   async start(): Promise<void> {
     if (this.running) throw new Error(`machine ${this.machineName} is already running`);
+    if (this.discarded) throw new Error(`machine ${this.machineName} was discarded: its disk is gone`);
     for (const volume of this.options.volumes ?? []) {
       const holder = attachedTo.get(volume.device);
       if (holder) throw new Error(`volume ${volume.name} is attached to running machine ${holder}: stop that machine first`);
@@ -283,6 +296,13 @@ export class Machine {
       child.kill("SIGKILL");
       await this.exited;
     }
+  }
+
+  /** Kills the machine and deletes its disk (a destroyed droplet): it cannot be started again. */
+  async discard(): Promise<void> {
+    await this.stopHard();
+    this.discarded = true;
+    await removeTree(this.dir);
   }
 
   /** A report for failures: machine state, failed units, cloud-init status and logs, console tail. */

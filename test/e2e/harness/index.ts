@@ -1,5 +1,5 @@
 /** The boot harness of the e2e suite, in one import. See test/e2e/README.md. */
-export { bootMachine, createVolume, DO_VOLUME_BY_ID, Machine } from "./container";
+export { bootMachine, createVolume, destroyVolume, DO_VOLUME_BY_ID, Machine } from "./container";
 export type { CloudInitResult, ExecOptions, MachineOptions, Volume, VolumeOptions } from "./container";
 export { createAppRepo, serveGitRepo } from "./git-fixture";
 export type { AppRepo, AppRepoOptions, GitServer } from "./git-fixture";
@@ -14,6 +14,8 @@ export { log, run, seconds } from "./process";
 export type { RunResult } from "./process";
 export { ensureRootfs, IMAGE_APT_PACKAGES, IMAGE_PACKAGES } from "./rootfs";
 export type { Rootfs } from "./rootfs";
+export { startRelay } from "./relay";
+export type { Relay } from "./relay";
 export { startS3 } from "./s3";
 export type { FakeS3, S3Options } from "./s3";
 export { createSshKey, ssh, sshArgv } from "./ssh";
