@@ -79,11 +79,12 @@ describe("user data of example-prod", () => {
     expect(render("example-prod")).not.toContain("wJalrXUtnFEMI");
   });
 
-  test("Litestream replicates the database on the volume to <bucket>/<env>/litestream, 1 h snapshots", () => {
+  test("Litestream replicates the database on the volume to <bucket>/<env>/litestream, 1 h snapshots, WAL checked every 100 ms", () => {
     const litestream = parse(written(LAYOUT.litestreamConfig).content);
     expect(litestream.dbs).toEqual([
       {
         path: "/mnt/data/db/app.sqlite3",
+        "monitor-interval": "100ms",
         replicas: [
           {
             name: "s3",
