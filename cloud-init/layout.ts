@@ -44,6 +44,8 @@ export const LAYOUT = {
   gitDeployKeyFile: "/etc/app/git-deploy-key",
   /** S3 credentials for Litestream and the fallback upload (0600 root). */
   s3CredentialsFile: "/etc/kit/s3.env",
+  /** An operator creates this to let a server start on an empty database while its backups are unreachable. */
+  allowEmptyDatabaseFile: "/etc/kit/allow-empty-database",
   litestreamConfig: "/etc/litestream.yml",
   caddyfile: "/etc/caddy/Caddyfile",
 

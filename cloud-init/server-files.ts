@@ -40,6 +40,8 @@ export interface RenderOverrides {
   readonly restoreAttempts?: number;
   /** @default 10 */
   readonly restoreRetrySeconds?: number;
+  /** How long one restore attempt may take before it counts as "S3 not answering". @default 180 */
+  readonly restoreAttemptSeconds?: number;
 }
 
 /** One file the kit puts on a server. */
@@ -104,6 +106,9 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     volumeWaitSeconds: overrides.volumeWaitSeconds ?? 300,
     restoreAttempts: overrides.restoreAttempts ?? 6,
     restoreRetrySeconds: overrides.restoreRetrySeconds ?? 10,
+    // 6 × (180 s + 10 s) stays inside the units' 30 min start timeout, so the script always gets to say why.
+    restoreAttemptSeconds: overrides.restoreAttemptSeconds ?? 180,
+    allowEmptyDatabaseFile: LAYOUT.allowEmptyDatabaseFile,
     dbDir: LAYOUT.dbDir,
     dbFile: LAYOUT.dbFile,
     backupDir: LAYOUT.backupDir,

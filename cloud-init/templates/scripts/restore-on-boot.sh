@@ -4,7 +4,9 @@
 #
 # Policy when S3 cannot be reached and the volume is empty: refuse (exit 1), so the app does NOT start
 # silently on an empty database that Litestream would then replicate over the real backups' timeline.
-# An operator who knows the server must start empty creates /etc/kit/allow-empty-database.
+# An operator who knows the server must start empty creates $ALLOW_EMPTY_DATABASE_FILE.
+# Each attempt is bounded (RESTORE_ATTEMPT_SECONDS): an S3 that accepts connections and never answers must
+# end in this message too, not in a unit timeout that says nothing.
 set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
@@ -16,7 +18,10 @@ if [ -e "$DB_FILE" ]; then
 fi
 
 for attempt in $(seq 1 "$RESTORE_ATTEMPTS"); do
-  if output=$(litestream restore -config "$LITESTREAM_CONFIG" -if-db-not-exists -if-replica-exists "$DB_FILE" 2>&1); then
+  status=0
+  output=$(timeout --kill-after=10 "$RESTORE_ATTEMPT_SECONDS" \
+    litestream restore -config "$LITESTREAM_CONFIG" -if-db-not-exists -if-replica-exists "$DB_FILE" 2>&1) || status=$?
+  if [ "$status" -eq 0 ]; then
     echo "$output"
     if [ ! -e "$DB_FILE" ]; then
       echo "kit: no backup exists yet at $replica: this is a new database; the app will create it"
@@ -33,12 +38,15 @@ for attempt in $(seq 1 "$RESTORE_ATTEMPTS"); do
     echo "kit: restored $DB_FILE from $replica (integrity ok)"
     exit 0
   fi
+  if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    output="no answer within ${RESTORE_ATTEMPT_SECONDS}s (S3 unreachable or too slow)"
+  fi
   echo "kit: restore attempt $attempt/$RESTORE_ATTEMPTS from $replica failed: $output" >&2
   [ "$attempt" -lt "$RESTORE_ATTEMPTS" ] && sleep "$RESTORE_RETRY_SECONDS"
 done
 
-if [ -e /etc/kit/allow-empty-database ]; then
-  echo "kit: backups unreachable, but /etc/kit/allow-empty-database exists: starting with an empty database" >&2
+if [ -e "$ALLOW_EMPTY_DATABASE_FILE" ]; then
+  echo "kit: backups unreachable, but $ALLOW_EMPTY_DATABASE_FILE exists: starting with an empty database" >&2
   exit 0
 fi
 if [ -e "$BOOTSTRAP_DONE_FILE" ]; then
@@ -52,5 +60,5 @@ echo "kit: refusing to start the app on an empty database: this may be a replace
 echo "kit: fix the network or the credentials in $S3_CREDENTIALS_FILE, then run:" >&2
 echo "kit:   $retry" >&2
 echo "kit: only if this server must start empty (no backups exist anywhere):" >&2
-echo "kit:   sudo touch /etc/kit/allow-empty-database && $retry" >&2
+echo "kit:   sudo touch $ALLOW_EMPTY_DATABASE_FILE && $retry" >&2
 exit 1
