@@ -17,6 +17,7 @@ import { Volume } from "../stacks/server/hcloud/volume";
 import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment";
 import { shippedEnvironment } from "./support/environments";
 import { parseHcl } from "./support/hcl";
+import { scratchApp } from "./support/synth";
 
 const labels = { client: "acme", managedBy: "kit" };
 
@@ -71,8 +72,8 @@ function buildStack(app: App): TerraformStack {
 let json: Record<string, any>;
 let hcl: string;
 beforeAll(() => {
-  json = JSON.parse(Testing.synth(buildStack(Testing.app())));
-  hcl = Testing.synthHcl(buildStack(Testing.app())) as string;
+  json = JSON.parse(Testing.synth(buildStack(scratchApp())));
+  hcl = Testing.synthHcl(buildStack(scratchApp())) as string;
 });
 
 /** The one resource of `type`, without cdktf's metadata. */
@@ -164,7 +165,7 @@ describe("resources: attribute names and types as in the provider's docs", () =>
   });
 
   test("unset optional fields are left out (the provider's defaults apply)", () => {
-    const app = Testing.app();
+    const app = scratchApp();
     const stack = new TerraformStack(app, "minimal");
     new Volume(stack, "Volume", { name: "v", size: 10, location: "nbg1" });
     const synthesized = JSON.parse(Testing.synth(stack));
@@ -173,7 +174,7 @@ describe("resources: attribute names and types as in the provider's docs", () =>
   });
 
   test("exported attributes are read under their schema names and types", () => {
-    const app = Testing.app();
+    const app = scratchApp();
     const stack = new TerraformStack(app, "getters");
     const ip = new PrimaryIp(stack, "Ip", { name: "i", type: "ipv4", location: "fsn1" });
     const volume = new Volume(stack, "Volume", { name: "v", size: 10, location: "fsn1" });
@@ -244,7 +245,7 @@ describe("`cdktf synth --hcl` output", () => {
   });
 
   test("the whole Hetzner example stack parses as HCL, user data included", async () => {
-    const stack = new ClientStack(Testing.app(), { env: shippedEnvironment("examplehz-prod"), agency: AGENCY });
+    const stack = new ClientStack(scratchApp(), { env: shippedEnvironment("examplehz-prod"), agency: AGENCY });
     const stackHcl = Testing.synthHcl(stack) as string;
     expect(stackHcl).toContain('resource "hcloud_server"');
     await expect(parseHcl(stackHcl)).resolves.toHaveProperty("resource.hcloud_server");

@@ -13,11 +13,20 @@ export interface SynthesizedStack {
   resource(type: string): Record<string, any>;
 }
 
+/** Testing.app() makes a temp dir per call; those made here are removed when the test file ends. */
+const scratchApps: App[] = [];
+afterAll(() => {
+  for (const app of scratchApps.splice(0)) rmSync(app.outdir, { recursive: true, force: true });
+});
+export function scratchApp(): App {
+  const app = Testing.app();
+  scratchApps.push(app);
+  return app;
+}
+
 export function synthesize(env: ResolvedEnvironment, agency: AgencySettings = AGENCY): SynthesizedStack {
-  const app: App = Testing.app();
-  const stack = new ClientStack(app, { env, agency });
+  const stack = new ClientStack(scratchApp(), { env, agency });
   const json = JSON.parse(Testing.synth(stack)) as Record<string, any>;
-  rmSync(app.outdir, { recursive: true, force: true }); // Testing.app() makes a temp dir per call
   const resources = (type: string) => Object.values(json.resource?.[type] ?? {}) as Record<string, any>[];
   return {
     json,
