@@ -167,7 +167,7 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
 /** `KEY=value` lines for an environment file (bash- and systemd-readable). */
 export function envFileLines(entries: Readonly<Record<string, string>>): string {
   return Object.entries(entries)
-    .map(([key, value]) => `${key}=${envQuote(value)}\n`)
+    .map(([key, value]) => `${key}=${envQuote(value, key)}\n`)
     .join("");
 }
 

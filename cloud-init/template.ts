@@ -13,7 +13,7 @@ export type TemplateValue = string | number;
 export function renderTemplate(
   relPath: string,
   values: Readonly<Record<string, TemplateValue>>,
-  quote: (value: string) => string = (v) => v,
+  quote: (value: string, name: string) => string = (v) => v,
 ): string {
   const text = readFileSync(join(TEMPLATES_DIR, relPath), "utf8");
   const missing = new Set<string>();
@@ -22,7 +22,7 @@ export function renderTemplate(
       missing.add(name);
       return "";
     }
-    return quote(String(values[name]));
+    return quote(String(values[name]), `${relPath}: {{${name}}}`);
   });
   if (missing.size > 0) {
     throw new Error(`template ${relPath}: no value for ${[...missing].map((m) => `{{${m}}}`).join(", ")}`);
@@ -35,8 +35,9 @@ export function renderTemplate(
  * plain words stay bare; anything else goes in single quotes (values never contain a single quote —
  * validation and the Terraform variables' own checks refuse them).
  */
-export function envQuote(value: string): string {
+export function envQuote(value: string, name = "a value"): string {
   if (/^[A-Za-z0-9_.\/:@+=,%-]*$/.test(value) && value !== "") return value;
-  if (value.includes("'")) throw new Error(`cannot quote a value containing a single quote: ${value}`);
+  // The value is never part of the message: it may be a secret, and messages reach terminals and CI logs.
+  if (value.includes("'")) throw new Error(`${name} contains a single quote ('), which an environment file cannot hold; change that value`);
   return `'${value}'`;
 }

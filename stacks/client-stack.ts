@@ -9,6 +9,9 @@ import { digitalOcean } from "./server/digitalocean";
 import { hetzner } from "./server/hetzner";
 import type { ServerPlatform } from "./server/server-platform";
 
+/** From the directory where cdktf runs Terraform (cdktf.out/stacks/<stack>/) back to the repository's root. */
+export const LOCAL_STATE_FROM_STACK_DIR = "../../..";
+
 /**
  * Terraform reads every string as a template: a literal `${` or `%{` in the user data (shell, systemd)
  * would be taken for an interpolation and fail the plan. Escape them, leaving cdktf's own references
@@ -88,8 +91,10 @@ export class ClientStack extends TerraformStack {
       // S3-native state locking (Terraform ≥ 1.10); cdktf 0.21 predates the typed option.
       s3.addOverride("use_lockfile", true);
     } else {
-      // Gitignored: state holds the backup user's secret key.
-      new LocalBackend(this, { path: `terraform.${env.stackName}.tfstate` });
+      // At the repository's root, gitignored (state holds the backup user's secret key). Terraform resolves the
+      // path from where cdktf runs it, cdktf.out/stacks/<stack>/; that directory is not a place for state:
+      // `cdktf synth` deletes it when the stack is renamed or removed, and the data would be unmanaged.
+      new LocalBackend(this, { path: `${LOCAL_STATE_FROM_STACK_DIR}/terraform.${env.stackName}.tfstate` });
     }
   }
 

@@ -10,7 +10,7 @@ import { gunzipSync } from "node:zlib";
 import { parse } from "yaml";
 import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData } from "../cloud-init/render";
-import { SCRIPTS, serverFiles, UNITS } from "../cloud-init/server-files";
+import { envFileLines, SCRIPTS, serverFiles, UNITS } from "../cloud-init/server-files";
 import { renderTemplate } from "../cloud-init/template";
 import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "./support/environments";
 
@@ -120,6 +120,15 @@ describe("user data of example-prod", () => {
     expect(unit).toMatch(/^EnvironmentFile=-\/etc\/app\/secrets.env$/m);
     expect(unit).toMatch(/^Environment=PORT=%i HOST=127.0.0.1 DATABASE_URL=\/mnt\/data\/db\/app.sqlite3 /m);
     expect(unit).toMatch(/^Requires=db-restore.service$/m);
+    // The metadata service serves the user data (backup keys, secrets): out of the app's reach.
+    expect(unit).toMatch(/^IPAddressDeny=169\.254\.0\.0\/16$/m);
+  });
+
+  test("the restore on boot may write the database directory and the aside directory, nothing else", () => {
+    // A restore that fails its integrity check is moved aside: under ProtectSystem=strict that needs both.
+    const unit = written("/etc/systemd/system/db-restore.service").content;
+    expect(unit).toMatch(/^ProtectSystem=strict$/m);
+    expect(unit.match(/^ReadWritePaths=(.*)$/m)?.[1].split(" ").sort()).toEqual([LAYOUT.asideDir, LAYOUT.dbDir].sort());
   });
 
   test("Litestream and the restore run as the app user after the volume is mounted", () => {
@@ -163,6 +172,24 @@ describe("user data of example-prod", () => {
       ["systemctl", "daemon-reload"],
       expect.stringMatching(/^systemctl start kit-bootstrap.service \|\| /),
     ]);
+  });
+});
+
+describe("environment files", () => {
+  test("plain words stay bare, anything else is single-quoted; bash and systemd read both", () => {
+    expect(envFileLines({ A: "x/y:z", B: "two words", C: "" })).toBe("A=x/y:z\nB='two words'\nC=''\n");
+  });
+
+  test("a value with a single quote is refused, naming the variable and never printing the value (it may be a secret)", () => {
+    const secret = "hunter2's-real-secret";
+    let message = "";
+    try {
+      envFileLines({ STRIPE_KEY: secret });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toBe("STRIPE_KEY contains a single quote ('), which an environment file cannot hold; change that value");
+    expect(message).not.toContain("hunter2");
   });
 });
 

@@ -210,7 +210,7 @@ describe("example-prod (DigitalOcean)", () => {
 
   describe("state", () => {
     test("local by default (gitignored), one file per stack", () => {
-      expect(stack.json.terraform.backend).toEqual({ local: { path: "terraform.example-prod.tfstate" } });
+      expect(stack.json.terraform.backend).toEqual({ local: { path: "../../../terraform.example-prod.tfstate" } });
     });
 
     test("S3 backend with encryption and S3-native locking when the agency names one", () => {

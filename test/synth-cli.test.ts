@@ -5,9 +5,10 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { REPO_ROOT, shippedEnvironments } from "./support/environments";
 import { parseHcl } from "./support/hcl";
+import { synthesize } from "./support/synth";
 
 /** The environment without any cloud credential, so a passing synth proves it needs none. */
 function withoutCredentials(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -50,6 +51,16 @@ test("`cdktf synth` writes every shipped stack without cloud credentials, and `-
   // Every stack's HCL parses with HashiCorp's parser: the exit path really is plain Terraform.
   for (const env of shippedEnvironments()) {
     await expect(parseHcl(readFileSync(join(hclOut, "stacks", env.stackName, "cdk.tf"), "utf8"))).resolves.toHaveProperty("resource");
+  }
+});
+
+test("local Terraform state lands at the repository's root, outside cdktf.out (which `cdktf synth` prunes)", () => {
+  // cdktf runs Terraform in <output>/stacks/<stack>/; the kit's projects keep the default output, cdktf.out.
+  expect(JSON.parse(readFileSync(join(REPO_ROOT, "cdktf.json"), "utf8")).output).toBeUndefined();
+  for (const env of shippedEnvironments()) {
+    const backend = synthesize(env).json.terraform.backend.local.path as string;
+    const where = resolve(REPO_ROOT, "cdktf.out", "stacks", env.stackName, backend);
+    expect(where).toBe(join(REPO_ROOT, `terraform.${env.stackName}.tfstate`));
   }
 });
 

@@ -2,7 +2,7 @@
  * restore-drill.sh (the server-side drill that restore-drill.timer and scripts/drill.ts run) against real
  * sqlite3, Litestream 0.3.13 and fauxqs on loopback.
  */
-import { readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { type Fauxqs, LocalKit, startFauxqs } from "./support/local-kit";
@@ -63,4 +63,19 @@ describe("restore-drill.sh", () => {
     expect(r).toMatchObject({ ok: false, rpo_ms: null, integrity: "ok" }); // the old replica restores fine, but is stale
     expect(pings).toBe(before);
   });
+});
+
+test("refuses on a server without a database (first boot not finished): creates nothing, no report, no ping", async () => {
+  const kit = new LocalKit(fauxqs, "kit-drill-test", { drillPingUrl: pingUrl, litestreamPrefix: "drill-empty/litestream" });
+  try {
+    const before = pings;
+    const run = await kit.script("restore-drill.sh");
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`kit-drill: FAILED: no database at ${kit.dbFile}`);
+    expect(existsSync(kit.dbFile)).toBe(false);
+    expect(readdirSync(kit.path("drillDir"))).toEqual([]);
+    expect(pings).toBe(before);
+  } finally {
+    await kit.cleanup();
+  }
 });

@@ -4,7 +4,7 @@
  * The boot tests prove it on a real boot (test/e2e/disaster-recovery.e2e.test.ts); these prove each branch,
  * including an S3 that accepts connections and never answers, in seconds.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, writeSync, closeSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -96,6 +96,34 @@ test("a replacement server with an empty volume restores the replica, checks its
   expect(ran.status).toBe(0);
   expect(ran.stdout).toContain(`kit: restored ${replacement.dbFile} from s3://${BUCKET}/replaced/litestream (integrity ok)`);
   expect(replacement.sql(replacement.dbFile, "SELECT group_concat(body, '') FROM rows")).toBe("abcd");
+});
+
+test("a replica that restores a damaged database: it is moved aside, the volume stays empty, a rerun does not start on it", async () => {
+  const original = newKit(fauxqs, "damaged");
+  original.sql(original.dbFile, "CREATE TABLE rows(id INTEGER PRIMARY KEY, body TEXT); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) INSERT INTO rows(body) SELECT printf('row %d', i) FROM n;");
+  // Garbage over one of the table's pages (page 3 of 4096 bytes): the schema still reads, the data does not.
+  const fd = openSync(original.dbFile, "r+");
+  writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, 2 * 4096);
+  closeSync(fd);
+  await original.startReplication(); // Litestream snapshots the file as it is
+  await original.stopReplication();
+
+  const replacement = newKit(fauxqs, "damaged", { bootstrapDoneFile: "/nonexistent/bootstrap-done" });
+  const first = await replacement.script("restore-on-boot.sh");
+  expect(first.status).toBe(1);
+  expect(first.stderr).toContain(`kit: the database restored from s3://${BUCKET}/damaged/litestream fails PRAGMA integrity_check:`);
+  expect(first.stderr).toContain("the volume holds no database and the app stays stopped");
+  expect(first.stderr).toContain("litestream restore -config");
+  expect(first.stderr).toContain("kit: then start the server on it:  sudo systemctl restart kit-bootstrap.service");
+  expect(existsSync(replacement.dbFile)).toBe(false);
+  const aside = readdirSync(replacement.path("asideDir"));
+  expect(aside).toEqual([expect.stringMatching(/^restore-failed-\d{8}T\d{6}Z\.sqlite3$/)]);
+
+  // The printed rerun restores and checks again: it refuses again, it never takes the damaged copy for data.
+  const rerun = await replacement.script("restore-on-boot.sh");
+  expect(rerun.status).toBe(1);
+  expect(rerun.stderr).toContain("fails PRAGMA integrity_check");
+  expect(existsSync(replacement.dbFile)).toBe(false);
 });
 
 describe("S3 unreachable with an empty volume", () => {

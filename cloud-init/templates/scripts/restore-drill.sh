@@ -4,6 +4,12 @@
 set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
+# Never create the database: on a server whose first boot stopped before the restore, an empty file here
+# would later be taken for the client's data (restore-on-boot keeps a database that exists).
+if [ ! -e "$DB_FILE" ]; then
+  echo "kit-drill: FAILED: no database at $DB_FILE (has the first boot finished? see: systemctl status kit-bootstrap.service); nothing was written" >&2
+  exit 1
+fi
 ms() { date +%s%3N; }
 sql() { sqlite3 -cmd '.timeout 5000' "$@"; }
 counts() { sql "$@" "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*'" |

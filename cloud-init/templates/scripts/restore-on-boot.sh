@@ -17,24 +17,47 @@ if [ -e "$DB_FILE" ]; then
   exit 0
 fi
 
+# How the operator resumes once the cause is fixed.
+if [ -e "$BOOTSTRAP_DONE_FILE" ]; then
+  retry="sudo systemctl restart db-restore.service && sudo systemctl start litestream.service app@$APP_PORT.service"
+else
+  # The first boot's bootstrap stopped here: rerunning it also does the steps after the restore.
+  retry="sudo systemctl restart kit-bootstrap.service"
+fi
+
+# Restore next to the database, check it, and only then move it into place: a restore that fails the check
+# never sits at $DB_FILE, so neither a rerun nor the app can take it for the client's data.
+incoming="$DB_FILE.restoring"
+stamp() { date -u +%Y%m%dT%H%M%SZ; }
+if [ -e "$incoming" ]; then
+  mv "$incoming" "$ASIDE_DIR/restore-unchecked-$(stamp).sqlite3" # left by an attempt killed before its check
+fi
 for attempt in $(seq 1 "$RESTORE_ATTEMPTS"); do
   status=0
   output=$(timeout --kill-after=10 "$RESTORE_ATTEMPT_SECONDS" \
-    litestream restore -config "$LITESTREAM_CONFIG" -if-db-not-exists -if-replica-exists "$DB_FILE" 2>&1) || status=$?
+    litestream restore -config "$LITESTREAM_CONFIG" -if-replica-exists -o "$incoming" "$DB_FILE" 2>&1) || status=$?
   if [ "$status" -eq 0 ]; then
     echo "$output"
-    if [ ! -e "$DB_FILE" ]; then
+    if [ ! -e "$incoming" ]; then
       echo "kit: no backup exists yet at $replica: this is a new database; the app will create it"
       exit 0
     fi
-    check=$(sqlite3 "$DB_FILE" 'PRAGMA integrity_check;')
+    check=$(sqlite3 -readonly "$incoming" 'PRAGMA integrity_check;' 2>&1) || check="sqlite3 cannot read it: $check"
     if [ "$check" != "ok" ]; then
-      aside="$ASIDE_DIR/restore-failed-$(date -u +%Y%m%dT%H%M%SZ).sqlite3"
-      mv "$DB_FILE" "$aside"
+      aside="$ASIDE_DIR/restore-failed-$(stamp).sqlite3"
+      mv "$incoming" "$aside"
       echo "kit: the database restored from $replica fails PRAGMA integrity_check: $check" >&2
-      echo "kit: moved it aside to $aside; the app stays stopped. Restore a point in time with scripts/restore.ts." >&2
+      echo "kit: moved it aside to $aside; the volume holds no database and the app stays stopped." >&2
+      with_keys="set -a; . $S3_CREDENTIALS_FILE; set +a;"
+      echo "kit: list the backups:" >&2
+      echo "kit:   sudo bash -c '$with_keys litestream generations -config $LITESTREAM_CONFIG $DB_FILE'" >&2
+      echo "kit: restore a point in time before the damage, and check it:" >&2
+      echo "kit:   sudo bash -c '$with_keys litestream restore -config $LITESTREAM_CONFIG -timestamp 2006-01-02T15:04:05Z $DB_FILE && chown $APP_USER: $DB_FILE'" >&2
+      echo "kit:   sudo sqlite3 $DB_FILE 'PRAGMA integrity_check'" >&2
+      echo "kit: then start the server on it:  $retry" >&2
       exit 1
     fi
+    mv "$incoming" "$DB_FILE"
     echo "kit: restored $DB_FILE from $replica (integrity ok)"
     exit 0
   fi
@@ -48,12 +71,6 @@ done
 if [ -e "$ALLOW_EMPTY_DATABASE_FILE" ]; then
   echo "kit: backups unreachable, but $ALLOW_EMPTY_DATABASE_FILE exists: starting with an empty database" >&2
   exit 0
-fi
-if [ -e "$BOOTSTRAP_DONE_FILE" ]; then
-  retry="sudo systemctl restart db-restore.service && sudo systemctl start litestream.service app@$APP_PORT.service"
-else
-  # The first boot's bootstrap stopped here: rerunning it also does the steps after the restore.
-  retry="sudo systemctl restart kit-bootstrap.service"
 fi
 echo "kit: cannot read the backups at $replica, and the volume holds no database." >&2
 echo "kit: refusing to start the app on an empty database: this may be a replacement server whose data is in S3." >&2
