@@ -54,10 +54,23 @@ export const problem = {
     `${show(value)} makes ${derived} longer than ${max} characters; choose a shorter one`,
   openToWorld: (value: string) =>
     `${show(value)} opens SSH to the whole internet; list your office or VPN addresses instead (e.g. "203.0.113.4/32")`,
+  tooWide: (value: string, widest: number, example: string) =>
+    `${show(value)} is far wider than an office or VPN (at most /${widest}); list the addresses you connect from, e.g. ${JSON.stringify(example)}`,
   invalidCidr: (value: unknown) =>
     `${show(value)} is not a CIDR; write an address with its prefix length, e.g. "203.0.113.4/32" or "2001:db8::/48"`,
   invalidPublicKey: (value: unknown) =>
     `${show(value)} is not an OpenSSH public key line; paste the whole .pub file content ("ssh-ed25519 AAAA… name")`,
+  singleQuote: (value: unknown, fix: string) =>
+    `${show(value)} contains a single quote ('), which the server's environment files cannot hold. Fix: ${fix}`,
+  /** `shown` must already have the credentials replaced by `***`: the real ones are never printed. */
+  credentialsInUrl: (shown: string, sshUrl: string) =>
+    `${show(shown)} has credentials in it; they would be stored in plaintext in the synthesized Terraform and on ` +
+    `the server. Fix: remove them and clone with a deploy key: repo ${JSON.stringify(sshUrl)} with privateRepo: true ` +
+    `(the key comes from TF_VAR_git_deploy_key)`,
+  notCalendar: (value: unknown) =>
+    `${show(value)} is not a systemd OnCalendar expression: use a shorthand (daily, weekly, monthly, …) or ` +
+    `"[weekday] YYYY-MM-DD HH:MM[:SS] [UTC]" with * for any, lists (a,b), ranges (a..b) and repetitions (start/step), ` +
+    `in the server's time zone, UTC; e.g. "*-*-* 03:30:00", "Mon *-*-* 03:30 UTC"`,
   reserved: (value: string, why: string) => `${show(value)} is reserved: ${why}`,
   retentionBelowSnapshot: (retention: string, snapshot: string) =>
     `${show(retention)} is shorter than snapshotInterval ${show(snapshot)}: Litestream would delete the only ` +

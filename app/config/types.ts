@@ -36,7 +36,10 @@ export interface DomainConfig {
 }
 
 export interface AppConfig {
-  /** Git URL of the app (`https://…`, `ssh://…` or `git@host:path`). */
+  /**
+   * Git URL of the app (`https://…`, `ssh://…` or `git@host:path`). No credentials in it (they would be stored
+   * in plaintext): for a private repo use the ssh form with `privateRepo: true`. No single quote (`%27`).
+   */
   readonly repo: string;
   /** Branch, tag or commit to deploy at first boot. @default "main" */
   readonly ref?: string;
@@ -49,7 +52,7 @@ export interface AppConfig {
   readonly healthPath?: string;
   /** `deno task` names. @default { migrate: "migrate", start: "start" } */
   readonly tasks?: { readonly migrate?: string; readonly start?: string };
-  /** Non-secret environment for the app (`/etc/app/app.env`). @default {} */
+  /** Non-secret environment for the app (`/etc/app/app.env`). Values are one line, without a single quote. @default {} */
   readonly env?: Readonly<Record<string, string>>;
   /**
    * Names of secret environment variables. Their values never live in the repo or the synthesized
@@ -77,7 +80,10 @@ export interface LitestreamConfig {
 }
 
 export interface FallbackBackupConfig {
-  /** systemd OnCalendar expression for the daily fallback copy (server time is UTC). @default "*-*-* 03:30:00" */
+  /**
+   * systemd OnCalendar expression for the daily fallback copy (server time is UTC): a shorthand (`daily`, …) or
+   * `[weekday] YYYY-MM-DD HH:MM[:SS] [UTC]` with `*`, lists, ranges (`..`) and repetitions (`/`). @default "*-*-* 03:30:00"
+   */
   readonly onCalendar?: string;
   /** Days of fallback copies kept on the volume and in the bucket. @default 7 */
   readonly keepDays?: number;
@@ -95,10 +101,10 @@ export interface BackupConfig {
 }
 
 export interface DrillConfig {
-  /** systemd OnCalendar expression for the on-server restore drill. @default "monthly" */
+  /** systemd OnCalendar expression for the on-server restore drill (same forms as the fallback's). @default "monthly" */
   readonly onCalendar?: string;
   /**
-   * URL pinged (HTTP GET) after a passing drill: a dead-man switch such as healthchecks.io.
+   * https URL pinged (HTTP GET) after a passing drill: a dead-man switch such as healthchecks.io. No single quote (`%27`).
    * @default - no ping
    */
   readonly pingUrl?: string;
@@ -115,7 +121,10 @@ export interface EnvironmentConfig {
   readonly image?: string;
   /** Keys allowed to log in as the `deploy` user. At least one. */
   readonly sshKeys: readonly SshKey[];
-  /** CIDRs allowed to reach SSH (port 22). At least one; the whole internet is refused. */
+  /**
+   * CIDRs allowed to reach SSH (port 22). At least one; the whole internet is refused, and so is any range wider
+   * than /8 (IPv4) or /16 (IPv6).
+   */
   readonly sshAllowedCidrs: readonly string[];
   /** @default - no domain: Caddy serves plain HTTP on the server's address */
   readonly domain?: DomainConfig;

@@ -1,6 +1,7 @@
 import { isIP } from "node:net";
 import { ConfigProblem, problem } from "./errors";
 import { AWS_REGIONS, PROVIDERS, type ProviderFacts } from "./providers";
+import { isOnCalendar } from "./on-calendar";
 import type {
   AgencySettings,
   AppConfig,
@@ -36,7 +37,6 @@ const GIT_REF = /^(?!-)(?!.*\.\.)[A-Za-z0-9._\/-]+$/;
 const GIT_URL = /^(https:\/\/[^\s]+|ssh:\/\/[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$/;
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
 const DURATION = /^(\d+)(s|m|h)$/;
-const ON_CALENDAR = /^[A-Za-z0-9*:,./~ -]+$/;
 const PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$/;
 
 /** Seconds in a Litestream duration such as "1s", "10m", "72h"; undefined if it is not one. */
@@ -46,11 +46,35 @@ export function durationSeconds(value: string): number | undefined {
   return Number(match[1]) * { s: 1, m: 60, h: 3600 }[match[2] as "s" | "m" | "h"];
 }
 
-function isCidr(value: string): boolean {
+/**
+ * An IPv4 or IPv6 CIDR with its prefix length; undefined if it is not one. The length is strict decimal
+ * ("/8", never "/08"), so no spelling of "/0" slips past the whole-internet check.
+ */
+function parseCidr(value: string): { family: 4 | 6; bits: number } | undefined {
   const [address, bits, ...rest] = value.split("/");
-  if (rest.length > 0 || bits === undefined || !/^\d{1,3}$/.test(bits)) return false;
+  if (rest.length > 0 || bits === undefined || !/^(0|[1-9][0-9]{0,2})$/.test(bits) || address.includes("%")) return undefined;
   const family = isIP(address);
-  return family === 4 ? Number(bits) <= 32 : family === 6 ? Number(bits) <= 128 : false;
+  const n = Number(bits);
+  if (family === 4 && n <= 32) return { family, bits: n };
+  if (family === 6 && n <= 128) return { family, bits: n };
+  return undefined;
+}
+
+/** The widest SSH range allowed per family: wider ones are not an office or a VPN. */
+const WIDEST_SSH_PREFIX = { 4: 8, 6: 16 } as const;
+
+/**
+ * Where a git URL carries credentials (`https://user:token@…`, `https://token@…`, `ssh://user:password@…`);
+ * undefined if it has none. ssh user names (`ssh://git@…`, `git@host:path`) are not credentials.
+ */
+function urlCredentials(url: string): { shown: string; host: string; path: string } | undefined {
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)@([^/?#]*)(.*)$/s.exec(url);
+  if (!match) return undefined;
+  const [, scheme, userinfo, host, path] = match;
+  const ssh = scheme.toLowerCase() === "ssh";
+  if (ssh && !userinfo.includes(":")) return undefined;
+  const shownUserinfo = ssh ? `${userinfo.slice(0, userinfo.indexOf(":"))}:***` : "***";
+  return { shown: `${scheme}://${shownUserinfo}@${host}${path}`, host: host.replace(/:\d*$/, ""), path: path.replace(/^\//, "") };
 }
 
 /** Collects problems for one client file; each check adds at most one problem per field. */
@@ -95,6 +119,18 @@ class Checker {
       return false;
     }
     return true;
+  }
+
+  /** A string that ends up in the server's environment files (cloud-init/template.ts `envQuote`). */
+  envSafe(path: string, value: string, fix: string): boolean {
+    if (!value.includes("'")) return true;
+    this.add(path, problem.singleQuote(value, fix));
+    return false;
+  }
+
+  onCalendar(path: string, value: unknown): void {
+    if (typeof value !== "string") this.add(path, problem.notString(value));
+    else if (!isOnCalendar(value)) this.add(path, problem.notCalendar(value));
   }
 
   duration(path: string, value: string, minSeconds: number): void {
@@ -185,9 +221,11 @@ function resolveEnvironment(
   const backups = resolveBackups(check, `${path}.backups`, env);
   const drill = { onCalendar: env.drill?.onCalendar ?? DEFAULTS.drill.onCalendar, pingUrl: env.drill?.pingUrl };
   if (env.drill !== undefined) check.knownKeys(`${path}.drill`, env.drill, ["onCalendar", "pingUrl"]);
-  check.string(`${path}.drill.onCalendar`, drill.onCalendar, ON_CALENDAR, "must be a systemd OnCalendar expression", "monthly");
+  check.onCalendar(`${path}.drill.onCalendar`, drill.onCalendar);
   if (drill.pingUrl !== undefined) {
-    check.string(`${path}.drill.pingUrl`, drill.pingUrl, /^https:\/\/\S+$/, "must be an https:// URL", "https://hc-ping.com/<uuid>");
+    if (check.string(`${path}.drill.pingUrl`, drill.pingUrl, /^https:\/\/\S+$/, "must be an https:// URL", "https://hc-ping.com/<uuid>")) {
+      check.envSafe(`${path}.drill.pingUrl`, drill.pingUrl, "percent-encode it as %27 in the URL");
+    }
   }
 
   const names = {
@@ -267,8 +305,12 @@ function checkSshKeys(check: Checker, path: string, env: EnvironmentConfig): voi
   } else {
     env.sshAllowedCidrs.forEach((cidr, i) => {
       const at = `${path}.sshAllowedCidrs[${i}]`;
-      if (typeof cidr !== "string" || !isCidr(cidr)) check.add(at, problem.invalidCidr(cidr));
-      else if (cidr.endsWith("/0")) check.add(at, problem.openToWorld(cidr));
+      const parsed = typeof cidr === "string" ? parseCidr(cidr) : undefined;
+      if (!parsed) check.add(at, problem.invalidCidr(cidr));
+      else if (parsed.bits === 0) check.add(at, problem.openToWorld(cidr));
+      else if (parsed.bits < WIDEST_SSH_PREFIX[parsed.family]) {
+        check.add(at, problem.tooWide(cidr, WIDEST_SSH_PREFIX[parsed.family], parsed.family === 4 ? "203.0.113.4/32" : "2001:db8::1/128"));
+      }
     });
   }
 }
@@ -305,7 +347,7 @@ function resolveApp(check: Checker, path: string, app: AppConfig | undefined): R
     secrets: app.secrets ?? [],
     privateRepo: app.privateRepo ?? false,
   };
-  check.string(`${path}.repo`, resolved.repo, GIT_URL, "must be a git URL over https or ssh", "https://github.com/agency/acme-app.git");
+  checkRepo(check, `${path}.repo`, resolved.repo);
   check.string(`${path}.ref`, resolved.ref, GIT_REF, "must be a branch, tag or commit", "main");
   if (check.integer(`${path}.port`, resolved.port, 1024, 65000) && RESERVED_PORTS.some((p) => p === resolved.port || p === resolved.port + 1)) {
     check.add(`${path}.port`, problem.reserved(String(resolved.port), `the server uses ${RESERVED_PORTS.join(" and ")} (and the deploy script needs port + 1); pick e.g. 8000`));
@@ -319,6 +361,7 @@ function resolveApp(check: Checker, path: string, app: AppConfig | undefined): R
     if (!ENV_VAR.test(key)) check.add(at, problem.pattern(key, "is not an environment variable name (UPPER_SNAKE_CASE)", "LOG_LEVEL"));
     else if (RESERVED_ENV.includes(key)) check.add(at, problem.reserved(key, "the kit sets it for the app"));
     if (typeof value !== "string" || /[\n\r]/.test(value)) check.add(at, problem.pattern(value, "must be a one-line string", "info"));
+    else check.envSafe(at, value, "remove it, or write a typographic apostrophe (’) instead");
   }
   resolved.secrets.forEach((name, i) => {
     const at = `${path}.secrets[${i}]`;
@@ -328,6 +371,17 @@ function resolveApp(check: Checker, path: string, app: AppConfig | undefined): R
     }
   });
   return resolved;
+}
+
+/** app.repo: a git URL the server can clone, with no credentials in it (they would be stored in plaintext). */
+function checkRepo(check: Checker, path: string, repo: unknown): void {
+  const credentials = typeof repo === "string" ? urlCredentials(repo) : undefined;
+  if (credentials) {
+    const sshUrl = credentials.host && credentials.path ? `git@${credentials.host}:${credentials.path}` : "git@github.com:agency/acme-app.git";
+    check.add(path, problem.credentialsInUrl(credentials.shown, sshUrl));
+  } else if (check.string(path, repo, GIT_URL, "must be a git URL over https or ssh", "https://github.com/agency/acme-app.git")) {
+    check.envSafe(path, repo, "percent-encode it as %27 in the URL");
+  }
 }
 
 function resolveBackups(check: Checker, path: string, env: EnvironmentConfig): ResolvedEnvironment["backups"] {
@@ -353,7 +407,7 @@ function resolveBackups(check: Checker, path: string, env: EnvironmentConfig): R
   if (retention !== undefined && snapshot !== undefined && retention < snapshot) {
     check.add(`${path}.litestream.retention`, problem.retentionBelowSnapshot(ls.retention, ls.snapshotInterval));
   }
-  check.string(`${path}.fallback.onCalendar`, backups.fallback.onCalendar, ON_CALENDAR, "must be a systemd OnCalendar expression", "*-*-* 03:30:00");
+  check.onCalendar(`${path}.fallback.onCalendar`, backups.fallback.onCalendar);
   check.integer(`${path}.fallback.keepDays`, backups.fallback.keepDays, 1, 365);
   return backups;
 }
