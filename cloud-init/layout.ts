@@ -46,6 +46,11 @@ export const LAYOUT = {
   s3CredentialsFile: "/etc/kit/s3.env",
   /** An operator creates this to let a server start on an empty database while its backups are unreachable. */
   allowEmptyDatabaseFile: "/etc/kit/allow-empty-database",
+  /**
+   * sshd reads logins' keys only from <dir>/<user> (root-owned, pushed by every deploy), not from
+   * ~/.ssh/authorized_keys: removing a key from the client file and deploying revokes it.
+   */
+  authorizedKeysDir: "/etc/ssh/authorized_keys",
   litestreamConfig: "/etc/litestream.yml",
   caddyfile: "/etc/caddy/Caddyfile",
 

@@ -100,6 +100,7 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     environment: env.environment,
     stackName: env.stackName,
     deployUser: LAYOUT.users.deploy,
+    authorizedKeysDir: LAYOUT.authorizedKeysDir,
     appUser: LAYOUT.users.app,
     volumeDevice: server.volumeDevice,
     volumeMount: LAYOUT.volumeMount,
@@ -197,6 +198,11 @@ export function serverFiles(env: ResolvedEnvironment, server: ServerValues, over
     secret(LAYOUT.appSecretsFile, envFileLines(Object.fromEntries(env.app.secrets.map((name) => [name, server.appSecrets[name] ?? ""])))),
     file(LAYOUT.litestreamConfig, renderTemplate("config/litestream.yml", values)),
     file(LAYOUT.caddyfile, renderTemplate("config/Caddyfile", { ...values, appPort: server.activePort ?? env.app.port }), "0644", { afterPackages: true }),
+    file(
+      `${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`,
+      `# ${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}: who may log in (sshKeys in the client file; rewritten by scripts/deploy.ts).\n` +
+        env.sshKeys.map((key) => `${key.publicKey.trim()}\n`).join(""),
+    ),
     file("/etc/ssh/sshd_config.d/10-kit.conf", renderTemplate("config/sshd-hardening.conf", values)),
     file("/etc/apt/apt.conf.d/20auto-upgrades", renderTemplate("config/20auto-upgrades", values)),
     ...UNITS.map((unit) => file(`/etc/systemd/system/${unit}`, renderTemplate(`systemd/${unit}`, values))),

@@ -64,6 +64,23 @@ describe("user data of example-prod", () => {
     expect(sshd).toMatch(/^KbdInteractiveAuthentication no$/m);
   });
 
+  test("SSH keys come only from a root-owned file the kit rewrites, so removing a key and deploying revokes it", () => {
+    const sshd = written("/etc/ssh/sshd_config.d/10-kit.conf").content;
+    expect(sshd).toMatch(new RegExp(`^AuthorizedKeysFile ${LAYOUT.authorizedKeysDir}/%u$`, "m"));
+    const keys = written(`${LAYOUT.authorizedKeysDir}/deploy`);
+    expect(keys).toMatchObject({ owner: "root:root", permissions: "0644" });
+    const listed = (text: string) => text.split("\n").filter((line) => line && !line.startsWith("#"));
+    expect(listed(keys.content)).toEqual(env.sshKeys.map((k) => k.publicKey.trim()));
+    // deploy.ts pushes serverFiles: the same file, rendered from the client file as it is now.
+    const pushedKeys = (sshKeys: typeof env.sshKeys) => {
+      const changed = { ...env, sshKeys };
+      return listed(serverFiles(changed, concreteServerValues(changed)).find((f) => f.path === `${LAYOUT.authorizedKeysDir}/deploy`)!.content);
+    };
+    const leaving = { name: "leaving", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKitLeavingEmployeeKeyForTheTest leaving@laptop" };
+    expect(pushedKeys([...env.sshKeys, leaving])).toContain(leaving.publicKey);
+    expect(pushedKeys(env.sshKeys)).not.toContain(leaving.publicKey);
+  });
+
   test("unattended security upgrades are installed and enabled", () => {
     expect(config.packages).toContain("unattended-upgrades");
     expect(written("/etc/apt/apt.conf.d/20auto-upgrades").content).toContain('APT::Periodic::Unattended-Upgrade "1";');

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { DENO, LITESTREAM } from "../../cloud-init/artifacts";
 import { LAYOUT } from "../../cloud-init/layout";
-import { log, restoreReplica, run, sshArgv } from "./harness";
+import { createSshKey, log, restoreReplica, run, sshArgv } from "./harness";
 import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "./kit-lab";
 
 const WAIT = { timeoutMs: 60_000, intervalMs: 500 };
@@ -151,7 +151,7 @@ describe("a server booted from the example client's user data", () => {
     expect((await run(["sqlite3", inflated, "PRAGMA integrity_check;"])).stdout.trim()).toBe("ok");
   });
 
-  test("SSH accepts the deploy key, refuses passwords and refuses root", async () => {
+  test("SSH accepts the deploy key, refuses passwords, root, and keys the client file does not list", async () => {
     const whoami = await server.sshDeploy(["id", "-un"]);
     expect(whoami.stdout.trim()).toBe(LAYOUT.users.deploy);
 
@@ -174,6 +174,15 @@ describe("a server booted from the example client's user data", () => {
     const rootLogin = await run(sshArgv({ ...base, user: "root" }, ["true"]), { allowFailure: true, timeoutMs: 30_000 });
     expect(rootLogin.code).not.toBe(0);
     expect(rootLogin.stderr).toMatch(/Permission denied/);
+
+    // A key only in ~/.ssh/authorized_keys (where cloud-init put the keys at first boot) is ignored: sshd reads
+    // the kit's file, which every deploy rewrites from the client file, so a key removed there is revoked.
+    const stray = await createSshKey(lab.teardown, "stray_ed25519");
+    await root(["sh", "-c", `echo '${stray.publicKey.trim()}' >> /home/${LAYOUT.users.deploy}/.ssh/authorized_keys`]);
+    const strayLogin = await run(sshArgv({ ...base, key: stray, user: LAYOUT.users.deploy }, ["true"]), { allowFailure: true, timeoutMs: 30_000 });
+    expect(strayLogin.code).not.toBe(0);
+    expect(strayLogin.stderr).toMatch(/Permission denied \(publickey\)/);
+    expect(await root(["stat", "-c", "%U %a", `${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`])).toBe("root 644");
   });
 });
 
