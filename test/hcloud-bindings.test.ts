@@ -12,7 +12,6 @@ import { PrimaryIp } from "../stacks/server/hcloud/primary-ip";
 import { HcloudProvider } from "../stacks/server/hcloud/provider";
 import { HCLOUD_PROVIDER, snakeCase } from "../stacks/server/hcloud/schema";
 import { Server } from "../stacks/server/hcloud/server";
-import { SshKey } from "../stacks/server/hcloud/ssh-key";
 import { Volume } from "../stacks/server/hcloud/volume";
 import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment";
 import { shippedEnvironment } from "./support/environments";
@@ -25,7 +24,6 @@ const labels = { client: "acme", managedBy: "kit" };
 function buildStack(app: App): TerraformStack {
   const stack = new TerraformStack(app, "bindings");
   new HcloudProvider(stack, "Provider", { pollInterval: "1s", pollFunction: "constant", endpoint: "https://api.example/v1" });
-  const key = new SshKey(stack, "Key", { name: "acme-jane", publicKey: "ssh-ed25519 AAAA jane", labels });
   const ipv4 = new PrimaryIp(stack, "Ipv4", { name: "acme-ipv4", type: "ipv4", location: "fsn1", autoDelete: false, deleteProtection: true, labels });
   const ipv6 = new PrimaryIp(stack, "Ipv6", { name: "acme-ipv6", type: "ipv6", location: "fsn1", autoDelete: false });
   const volume = new Volume(stack, "Volume", {
@@ -52,7 +50,7 @@ function buildStack(app: App): TerraformStack {
     image: "debian-12",
     location: "fsn1",
     userData: "#cloud-config\n",
-    sshKeys: [key.id],
+    sshKeys: ["acme-jane"],
     publicNet: [{ ipv4Enabled: true, ipv4: ipv4.id, ipv6Enabled: true, ipv6: ipv6.id }],
     firewallIds: [Token.asNumber(firewall.id)],
     ignoreRemoteFirewallIds: true,
@@ -94,10 +92,6 @@ describe("provider", () => {
 });
 
 describe("resources: attribute names and types as in the provider's docs", () => {
-  test("hcloud_ssh_key: name, public_key, labels", () => {
-    expect(resource("hcloud_ssh_key")).toEqual({ name: "acme-jane", public_key: "ssh-ed25519 AAAA jane", labels });
-  });
-
   test("hcloud_primary_ip: name, type, location, auto_delete (bool), delete_protection (bool), labels", () => {
     expect(Object.values(json.resource.hcloud_primary_ip).map((ip: any) => ({ ...ip, "//": undefined }))).toEqual([
       { "//": undefined, name: "acme-ipv4", type: "ipv4", location: "fsn1", auto_delete: false, delete_protection: true, labels },
@@ -136,7 +130,7 @@ describe("resources: attribute names and types as in the provider's docs", () =>
       image: "debian-12",
       location: "fsn1",
       user_data: "#cloud-config\n",
-      ssh_keys: ["${hcloud_ssh_key.Key.id}"],
+      ssh_keys: ["acme-jane"],
       public_net: [
         { ipv4_enabled: true, ipv4: "${hcloud_primary_ip.Ipv4.id}", ipv6_enabled: true, ipv6: "${hcloud_primary_ip.Ipv6.id}" },
       ],
@@ -179,7 +173,6 @@ describe("resources: attribute names and types as in the provider's docs", () =>
     const ip = new PrimaryIp(stack, "Ip", { name: "i", type: "ipv4", location: "fsn1" });
     const volume = new Volume(stack, "Volume", { name: "v", size: 10, location: "fsn1" });
     const server = new Server(stack, "Server", { name: "s", serverType: "cx23", image: "debian-12", location: "fsn1" });
-    const key = new SshKey(stack, "Key", { name: "k", publicKey: "ssh-ed25519 AAAA k" });
     const read: Record<string, string | number> = {
       ip_id: ip.id,
       ip_address: ip.ipAddress,
@@ -189,8 +182,6 @@ describe("resources: attribute names and types as in the provider's docs", () =>
       server_id: server.id,
       server_ipv4: server.ipv4Address,
       server_ipv6: server.ipv6Address,
-      key_id: key.id,
-      key_fingerprint: key.fingerprint,
     };
     for (const [name, value] of Object.entries(read)) new TerraformOutput(stack, name, { value });
     const outputs = JSON.parse(Testing.synth(stack)).output as Record<string, { value: unknown }>;
@@ -203,8 +194,6 @@ describe("resources: attribute names and types as in the provider's docs", () =>
       server_id: "${hcloud_server.Server.id}",
       server_ipv4: "${hcloud_server.Server.ipv4_address}",
       server_ipv6: "${hcloud_server.Server.ipv6_address}",
-      key_id: "${hcloud_ssh_key.Key.id}",
-      key_fingerprint: "${hcloud_ssh_key.Key.fingerprint}",
     });
     // Number in the provider schema: a number token, usable where the API takes an id.
     expect(typeof ip.id).toBe("number");

@@ -19,7 +19,7 @@ export interface ClientConfig {
 }
 
 export interface SshKey {
-  /** Who the key belongs to (used in the authorized_keys comment and, on DigitalOcean, to look the key up). */
+  /** Who the key belongs to: the name the key is registered under in the DigitalOcean account or Hetzner project. */
   readonly name: string;
   /** The OpenSSH public key line, e.g. `ssh-ed25519 AAAA… jane@agency`. */
   readonly publicKey: string;

@@ -8,7 +8,6 @@ import { FirewallAttachment } from "./hcloud/firewall-attachment";
 import { PrimaryIp } from "./hcloud/primary-ip";
 import { HcloudProvider } from "./hcloud/provider";
 import { Server } from "./hcloud/server";
-import { SshKey } from "./hcloud/ssh-key";
 import { Volume } from "./hcloud/volume";
 import { VolumeAttachment } from "./hcloud/volume-attachment";
 import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform";
@@ -96,22 +95,16 @@ export class HetznerServer extends Construct implements ProvisionedServer {
   }
 
   private createServer(volume: Volume, firewall: Firewall, addresses: { ipv4: PrimaryIp; ipv6: PrimaryIp }): Server {
-    // Hetzner rejects a second key with the same name in a project: name each after this server.
-    const sshKeys = this.env.sshKeys.map(
-      (key, i) =>
-        new SshKey(this, `SshKey${i}`, {
-          name: `${this.env.names.server}-${key.name}`,
-          publicKey: key.publicKey.trim(),
-          labels: this.labels,
-        }),
-    );
     return new Server(this, "Server", {
       name: this.env.names.server,
       serverType: this.env.size,
       image: this.env.image,
       location: this.env.region,
-      // With keys, Hetzner mails no root password; cloud-init then disables root login anyway.
-      sshKeys: sshKeys.map((key) => key.id),
+      // Keys registered once in the client's Hetzner project under these names (as on DigitalOcean): the stack
+      // cannot upload them, because Hetzner refuses a second copy of a key in a project, so prod and staging
+      // could not both upload the same staff key. With keys, Hetzner mails no root password; cloud-init then
+      // disables root login anyway, and the deploy user's keys come from the user data.
+      sshKeys: this.env.sshKeys.map((key) => key.name),
       publicNet: [
         {
           ipv4Enabled: true,
