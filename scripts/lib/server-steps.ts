@@ -162,15 +162,25 @@ ${paths.libDir}/wait-healthy.sh ${port} ${healthSeconds}`,
   );
 }
 
-/** Installs a Caddyfile (rendered for the new upstream) and reloads Caddy: the switch. */
+/**
+ * Installs a Caddyfile (rendered for the new upstream) and reloads Caddy: the switch. If Caddy refuses the
+ * reload it keeps serving the old configuration, so the old file is put back: what is on disk stays what runs.
+ */
 export function switchUpstream(caddyfile: ServerFile, port: number, paths: ServerPaths = SERVER): Step {
   const body = Buffer.from(caddyfile.content).toString("base64");
   return step(
     `switch Caddy to 127.0.0.1:${port}`,
     bash`tmp=$(mktemp ${paths.caddyfile}.kit.XXXXXX)
 printf '%s' ${raw(`'${body}'`)} | base64 -d >"$tmp"
-chmod 0644 "$tmp" && mv -f "$tmp" ${paths.caddyfile}
-systemctl reload caddy.service
+chmod 0644 "$tmp"
+cp -p ${paths.caddyfile} ${paths.caddyfile}.kit-previous
+mv -f "$tmp" ${paths.caddyfile}
+if ! systemctl reload caddy.service; then
+  mv -f ${paths.caddyfile}.kit-previous ${paths.caddyfile}
+  echo "kit: Caddy refused the new configuration and keeps the previous one (put back in ${paths.caddyfile}); see: journalctl -u caddy.service" >&2
+  exit 1
+fi
+rm -f ${paths.caddyfile}.kit-previous
 echo "kit: Caddy now proxies to 127.0.0.1:${port}" >&2`,
   );
 }
