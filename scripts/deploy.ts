@@ -33,7 +33,7 @@ void main(async () => {
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const [stack] = args.positional;
   if (!stack) throw new OpsError("which stack?", "npx tsx scripts/deploy.ts <stack>, e.g. example-prod (see --help)");
-  const target = resolveTarget(loadEnvironment(stack), args.target);
+  const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
   const runner = new SshRunner(target.ssh, target.sshSettings);
   const options = {
     target,

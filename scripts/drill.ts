@@ -24,7 +24,7 @@ void main(async () => {
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const [stack] = args.positional;
   if (!stack) throw new OpsError("which stack?", "npx tsx scripts/drill.ts <stack> (see --help)");
-  const target = resolveTarget(loadEnvironment(stack), args.target);
+  const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
   if (args.dryRun) {
     say(`dry run: would start restore-drill.service on ${target.ssh.user}@${target.ssh.host} and keep its report. The drill itself only adds a row to _kit_drill.`);
     return;

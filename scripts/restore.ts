@@ -41,7 +41,7 @@ void main(async () => {
   if (chosen.length !== 1) throw new OpsError(`choose one of --list, --latest, --timestamp, --from-fallback, --from-file (got ${chosen.length ? chosen.join(", ") : "none"})`, "see --help");
   const timestamp = f.timestamp === undefined ? undefined : checkTimestamp(String(f.timestamp));
   const local = f.local as string | undefined;
-  const target = resolveTarget(loadEnvironment(stack), args.target, process.env, { needHost: local === undefined });
+  const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target, process.env, { needHost: local === undefined });
 
   if (local !== undefined || (f.list && !target.ssh.host)) {
     if (f["from-fallback"] || f["from-file"]) throw new OpsError("--local restores from the S3 replica only", "use --latest or --timestamp with --local");

@@ -139,7 +139,8 @@ async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds:
     writeFileSync(outputs, JSON.stringify({ [stack]: { ipv4: server.machine.address, access_key_id: lab.s3.accessKeyId, secret_access_key: lab.s3.secretAccessKey, region: lab.s3.region } }));
     writeFileSync(overrides, JSON.stringify({ artifacts: lab.mirror.artifactOverrides(), repoUrl: lab.git.url, volumeWaitSeconds: 20, restoreAttempts: 3, restoreRetrySeconds: 2 }));
     const flags: TargetFlags = { outputs, identity: lab.sshKey.privateKeyPath, knownHosts: lab.knownHostsFile, s3Endpoint: lab.s3.endpoint, renderOverrides: overrides };
-    const target = resolveTarget(loadEnvironment(stack), flags);
+    // The server was rendered from the lab's environment (its SSH key, not the shipped example's): deploy that.
+    const target = resolveTarget(env, flags);
     process.env.TF_VAR_secret_SESSION_SECRET ??= "e2e-session_secret";
     const mainTs = readFileSync(join(FIXTURE_APP_DIR, "main.ts"), "utf8");
     const results: BenchResult[] = [];
@@ -184,7 +185,7 @@ void main(async () => {
     if (!args.flags["allow-remote"] && !/^(127\.|localhost$|\[?::1\]?$)/.test(host)) {
       throw new OpsError(`${url} is not a loopback address`, "pass --allow-remote to load a real server on purpose");
     }
-    const target = resolveTarget(loadEnvironment(stack), args.target);
+    const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
     results = [await deployUnderLoad({ target, url, concurrency, ref: args.flags.ref as string | undefined, maxSeconds, keepAlive: keepAlive[0] })];
   }
   const ok = results.filter((r) => !r.deployFailed);

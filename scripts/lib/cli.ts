@@ -14,6 +14,8 @@ Where the server is (flags win over the stack's outputs):
   --identity FILE       SSH private key (default: ssh-agent / ~/.ssh)
   --known-hosts FILE    pinned host keys (default ~/.config/agency-kit/known_hosts; first contact pins the key)
   --s3-endpoint URL     S3-compatible endpoint instead of AWS (path-style)
+  --clients-dir DIR     where the client files are (default app/clients); the SSH keys a deploy
+                          pushes come from the client file found there
 
   --dry-run             print the plan, change nothing
   --yes                 do not ask before destructive steps
@@ -23,6 +25,8 @@ export interface ParsedArgs {
   readonly positional: string[];
   readonly flags: Record<string, unknown>;
   readonly target: TargetFlags;
+  /** --clients-dir: the directory of client files (undefined: app/clients). */
+  readonly clientsDir?: string;
   readonly dryRun: boolean;
   readonly yes: boolean;
   readonly help: boolean;
@@ -30,7 +34,7 @@ export interface ParsedArgs {
 
 /** Parses argv; unknown flags are an error (a typo must not run a default). */
 export function parseArgs(argv: readonly string[], spec: { string?: string[]; boolean?: string[] }): ParsedArgs {
-  const strings = ["outputs", "host", "user", "port", "identity", "known-hosts", "s3-endpoint", "render-overrides", ...(spec.string ?? [])];
+  const strings = ["outputs", "host", "user", "port", "identity", "known-hosts", "s3-endpoint", "render-overrides", "clients-dir", ...(spec.string ?? [])];
   const booleans = ["dry-run", "yes", "help", ...(spec.boolean ?? [])];
   const unknown: string[] = [];
   const flags = minimist([...argv], {
@@ -58,6 +62,7 @@ export function parseArgs(argv: readonly string[], spec: { string?: string[]; bo
       s3Endpoint: flags["s3-endpoint"],
       renderOverrides: flags["render-overrides"],
     },
+    clientsDir: flags["clients-dir"],
     dryRun: Boolean(flags["dry-run"]),
     yes: Boolean(flags.yes),
     help: Boolean(flags.help),

@@ -14,6 +14,7 @@ export class OpsError extends Error {
 }
 
 export const errors = {
+  noClientsDir: (dir: string) => new OpsError(`--clients-dir ${dir}: no such directory`, "pass the directory that holds the client files (default app/clients)"),
   unknownStack: (stack: string, known: readonly string[]) =>
     new OpsError(`no client environment named "${stack}"`, `use one of: ${known.join(", ")} (stacks come from app/clients/*.ts)`),
   noHost: (stack: string, outputsFile: string) =>

@@ -7,7 +7,7 @@
  * (or by `cdktf deploy` with the same two flags). Its shape is `{ "<stack>": { "ipv4": …, … } }`.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { AGENCY } from "../../app/agency";
 import { loadClientsDir } from "../../app/config/load";
 import type { ResolvedEnvironment } from "../../app/config/types";
@@ -61,8 +61,11 @@ export interface Target {
   readonly overrides: RenderOverrides;
 }
 
-export function loadEnvironment(stackName: string, clientsDir = join(REPO_ROOT, "app", "clients")): ResolvedEnvironment {
-  const all = loadClientsDir(AGENCY, clientsDir, REPO_ROOT);
+/** The client environment `stackName` from the client files in `clientsDir` (default app/clients), validated. */
+export function loadEnvironment(stackName: string, clientsDir?: string): ResolvedEnvironment {
+  const dir = clientsDir === undefined ? join(REPO_ROOT, "app", "clients") : resolve(clientsDir);
+  if (!existsSync(dir)) throw errors.noClientsDir(clientsDir ?? dir);
+  const all = loadClientsDir(AGENCY, dir, REPO_ROOT);
   const env = all.find((e) => e.stackName === stackName);
   if (!env) throw errors.unknownStack(stackName, all.map((e) => e.stackName));
   return env;

@@ -4,8 +4,8 @@
  * would be, with only the download URLs, the S3 endpoint and the git URL pointed into the lab.
  */
 import { join } from "node:path";
-import { writeFileSync } from "node:fs";
-import type { ResolvedEnvironment } from "../../app/config/types";
+import { mkdirSync, writeFileSync } from "node:fs";
+import type { ResolvedEnvironment, SshKey as ClientSshKey } from "../../app/config/types";
 import { LAYOUT } from "../../cloud-init/layout";
 import { renderUserData, type RenderOverrides } from "../../cloud-init/render";
 import { shippedEnvironment } from "../support/environments";
@@ -24,6 +24,7 @@ import {
   type LabNetwork,
   log,
   type Machine,
+  REPO_ROOT,
   type Rootfs,
   type RunResult,
   seconds,
@@ -56,7 +57,34 @@ export interface KitLab {
  */
 export function labEnvironment(lab: Pick<KitLab, "sshKey">, stackName = "example-staging"): ResolvedEnvironment {
   const env = shippedEnvironment(stackName);
-  return { ...env, domain: undefined, sshKeys: [{ name: "e2e", publicKey: lab.sshKey.publicKey }] };
+  return { ...env, domain: undefined, sshKeys: labSshKeys(lab) };
+}
+
+const labSshKeys = (lab: Pick<KitLab, "sshKey">): ClientSshKey[] => [{ name: "e2e", publicKey: lab.sshKey.publicKey.trim() }];
+
+/**
+ * Writes `dir/example.ts`, a client file for the scripts' `--clients-dir`: the shipped example client as
+ * `labEnvironment` describes it (no domain, the lab's SSH key), or with `sshKeys` instead. deploy.ts pushes
+ * the keys it finds there, exactly as it pushes a real client file's. Returns `dir`.
+ */
+export function writeLabClientsDir(lab: Pick<KitLab, "sshKey">, dir: string, sshKeys: readonly ClientSshKey[] = labSshKeys(lab)): string {
+  mkdirSync(dir, { recursive: true });
+  const shipped = JSON.stringify(join(REPO_ROOT, "app", "clients", "example"));
+  writeFileSync(
+    join(dir, "example.ts"),
+    `// Written by test/e2e/kit-lab.ts: the shipped example client with the lab's SSH keys and no domain.
+import type { ClientConfig } from ${JSON.stringify(join(REPO_ROOT, "app", "config", "types"))};
+import shipped from ${shipped};
+
+const sshKeys = ${JSON.stringify(sshKeys, null, 2)};
+const lab: ClientConfig = {
+  ...shipped,
+  environments: Object.fromEntries(Object.entries(shipped.environments).map(([name, env]) => [name, { ...env, domain: undefined, sshKeys }])),
+};
+export default lab;
+`,
+  );
+  return dir;
 }
 
 /** Sets up everything a kit server needs around it. Call `lab.teardown.run()` in afterAll. */

@@ -1,20 +1,24 @@
 /**
  * The operations scripts against a booted server, over real SSH: scripts/deploy.ts, restore.ts and drill.ts
  * run as an operator runs them (`tsx scripts/<x>.ts example-staging --host … --identity …`), with the lab's
- * mirror/git/S3 passed through an outputs file and --render-overrides in a temp dir. One server for the
+ * mirror/git/S3 passed through an outputs file and --render-overrides, and the client file (the shipped
+ * example with the lab's SSH key) through --clients-dir, all in a temp dir. One server for the
  * whole file (a boot costs about a minute); the tests run in order and each leaves the site healthy.
  */
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "./kit-lab";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap, writeLabClientsDir } from "./kit-lab";
 import { LAYOUT } from "../../cloud-init/layout";
-import { FIXTURE_APP_DIR, log, REPO_ROOT } from "./harness";
+import { loadEnvironment } from "../../scripts/lib/target";
+import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv } from "./harness";
 
 const STACK = "example-staging";
 let lab: KitLab;
 let server: KitServer;
 let dir: string;
+/** The client files the scripts read (--clients-dir): the example client with the lab's SSH key. */
+let clientsDir: string;
 /** Commit ids of the fixture repo: v1 is what the server booted with. */
 const commits: Record<string, string> = {};
 
@@ -35,6 +39,7 @@ function cli(script: string, args: readonly string[]): Promise<CliResult> {
     "--known-hosts", lab.knownHostsFile,
     "--outputs", join(dir, "outputs.json"),
     "--s3-endpoint", lab.s3.endpoint,
+    "--clients-dir", clientsDir,
   ];
   if (script === "deploy.ts") argv.push("--render-overrides", join(dir, "overrides.json"));
   return new Promise((resolve, reject) => {
@@ -98,6 +103,9 @@ beforeAll(async () => {
   lab = await createKitLab();
   dir = mkdtempSync(join(lab.teardown.workDir, "ops-"));
   const env = labEnvironment(lab, STACK);
+  clientsDir = writeLabClientsDir(lab, join(dir, "clients"));
+  // The scripts read the same environment the server was booted from (only the file name differs).
+  expect({ ...loadEnvironment(STACK, clientsDir), sourceFile: "" }).toEqual({ ...env, sourceFile: "" });
   commits.v1 = await lab.repo.head();
   server = await bootKitServer(lab, { name: "ops", env });
   // What an operator has after `cdktf output`: the stack outputs (with the backup key pair) ...
@@ -203,6 +211,31 @@ describe("deploy.ts", () => {
     expect(after.release).toBe(v1Release);
     expect(Object.values(after.units).filter((u) => u === "active")).toHaveLength(1);
     expect(await count()).toBe(rows);
+  });
+
+  test("SSH keys follow the client file: a key added there logs in after a deploy, and is refused once removed and deployed again", async () => {
+    const colleague = await createSshKey(lab.teardown, "colleague_ed25519");
+    const login = () =>
+      run(sshArgv({ key: colleague, user: LAYOUT.users.deploy, host: server.machine.address, knownHostsFile: lab.knownHostsFile }, ["true"]), { allowFailure: true, timeoutMs: 30_000 });
+    expect((await login()).code).not.toBe(0);
+
+    const lab1 = { name: "e2e", publicKey: lab.sshKey.publicKey.trim() };
+    writeLabClientsDir(lab, clientsDir, [lab1, { name: "colleague", publicKey: colleague.publicKey.trim() }]);
+    const added = await cli("deploy.ts", ["--ref", commits.v2]);
+    expect(added.code).toBe(0);
+    expect(added.stderr).toContain(`kit: updated ${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`);
+    expect((await login()).code).toBe(0);
+
+    writeLabClientsDir(lab, clientsDir, [lab1]);
+    const removed = await cli("deploy.ts", ["--ref", commits.v2]);
+    expect(removed.code).toBe(0);
+    expect(removed.stderr).toContain(`kit: updated ${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`);
+    const refused = await login();
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(/Permission denied \(publickey\)/);
+    // The operator's own key, still listed, keeps working.
+    expect((await server.sshDeploy(["id", "-un"])).stdout.trim()).toBe(LAYOUT.users.deploy);
+    expect((await health()).version).toBe("v2");
   });
 
   test("a lock left by a dead deploy stops the next one, which prints how to remove it", async () => {

@@ -126,6 +126,14 @@ describe("helpers", () => {
     expect(() => resolveTarget(env, { outputs: "/nonexistent.json" }, {})).toThrow("no server address for example-prod");
   });
 
+  test("--clients-dir names where the client files are; a missing directory is named, not a stack trace", () => {
+    expect(parseArgs(["example-prod", "--clients-dir", "app/clients"], {}).clientsDir).toBe("app/clients");
+    expect(parseArgs(["example-prod"], {}).clientsDir).toBeUndefined();
+    expect(loadEnvironment("example-prod", "app/clients")).toEqual(env);
+    expect(() => loadEnvironment("example-prod", "/nonexistent/clients")).toThrow("--clients-dir /nonexistent/clients: no such directory");
+    expect(() => loadEnvironment("acme-prod")).toThrow('no client environment named "acme-prod"');
+  });
+
   test("the listing summary names the restorable time range", () => {
     const text = "== generations\nname  generation  lag  start  end\ns3  abc  1s  2026-03-14T10:00:00Z  2026-03-14T14:10:00Z\n== snapshots\nreplica  generation  index  size  created\ns3  abc  0  100  2026-03-14T10:00:00Z\n== wal\n== fallback\napp-20260314T033000Z.sqlite3.gz 1234\n";
     expect(summarizeListing(text)).toBe("point-in-time restores reach from 2026-03-14T10:00:00Z to 2026-03-14T14:10:00Z (UTC); 1 fallback copies on the volume");
