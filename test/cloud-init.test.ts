@@ -139,6 +139,8 @@ describe("user data of example-prod", () => {
     expect(unit).toMatch(/^Requires=db-restore.service$/m);
     // The metadata service serves the user data (backup keys, secrets): out of the app's reach.
     expect(unit).toMatch(/^IPAddressDeny=169\.254\.0\.0\/16$/m);
+    // A stop is a stop: `deno task` answering SIGTERM with 143 must not leave the slot in `systemctl --failed`.
+    expect(unit).toMatch(/^SuccessExitStatus=143$/m);
   });
 
   test("the restore on boot may write the database directory and the aside directory, nothing else", () => {

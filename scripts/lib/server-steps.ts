@@ -48,7 +48,7 @@ for port in ${[...ports]}; do
   echo "unit_$port=$(systemctl is-active "app@$port.service" 2>/dev/null || true)"
 done
 find "$RELEASES_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null | sort | sed 's/^/release=/'
-echo "lock=$(cat ${paths.deployLock}/owner 2>/dev/null | tr '\\n' ' ' || true)"
+echo "lock=$(tr '\\n' ' ' 2>/dev/null <${paths.deployLock}/owner || true)"
 echo "volume_device=$VOLUME_DEVICE"
 echo "s3_endpoint=$S3_ENDPOINT"
 echo "drill_unit=$([ -e /etc/systemd/system/${LAYOUT.units.drill} ] && echo yes || echo no)"`,
@@ -76,12 +76,14 @@ export function unlock(paths: ServerPaths = SERVER): Step {
 
 /**
  * Writes files that differ from what the server has (atomically: temp file + rename), then reloads what
- * they belong to. Secret files show as `<redacted>` in the display. Prints each changed path on stdout.
+ * they belong to. Each changed file is named on stderr with its changed lines (`- old`, `+ new`, at most
+ * 20), except secret files: those are named only, and their display shows the size, never the contents.
+ * Prints each changed path on stdout.
  */
 export function pushFiles(files: readonly ServerFile[], paths: ServerPaths = SERVER): Step {
   // The display shows sizes, not contents (and never a secret's).
   const puts = files.map((file): Script => ({
-    text: bash`put ${file.path} ${file.mode} ${Buffer.from(file.content).toString("base64")}`.text,
+    text: bash`put ${file.path} ${file.mode} ${file.secret ? "secret" : "plain"} ${Buffer.from(file.content).toString("base64")}`.text,
     display: `put ${file.path} ${file.mode} <${Buffer.byteLength(file.content)} bytes${file.secret ? ", secret" : ""}>`,
   }));
   const units = `/etc/systemd/system/*`;
@@ -90,15 +92,21 @@ export function pushFiles(files: readonly ServerFile[], paths: ServerPaths = SER
     join(
       bash`changed=()
 put() {
-  local tmp
+  local tmp old
   install -d -m 0755 "$(dirname "$1")"
   tmp=$(mktemp "$1.kit.XXXXXX")
-  printf '%s' "$3" | base64 -d >"$tmp"
+  printf '%s' "$4" | base64 -d >"$tmp"
   if cmp -s "$tmp" "$1"; then rm -f "$tmp"; return; fi
+  echo "kit: updated $1" >&2
+  if [[ $3 == plain ]]; then
+    old=/dev/null && [[ -e $1 ]] && old=$1
+    { diff --unchanged-line-format= --old-line-format='kit:   - %L' --new-line-format='kit:   + %L' "$old" "$tmp" || true; } | head -n 20 >&2
+  fi
   chmod "$2" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"
   changed+=("$1")
-  echo "kit: updated $1" >&2
 }
+# has PATTERN: was a file matching PATTERN (a glob, unquoted on purpose) changed?
+# shellcheck disable=SC2053
 has() { local p; for p in "\${changed[@]}"; do [[ $p == $1 ]] && return 0; done; return 1; }`,
       ...puts,
       source(paths),
@@ -185,10 +193,19 @@ echo "kit: Caddy now proxies to 127.0.0.1:${port}" >&2`,
   );
 }
 
-/** Stops a slot and keeps it from starting at boot. */
+/**
+ * Stops a slot and keeps it from starting at boot. A slot that did not exit cleanly is named with its exit
+ * status and then cleared from `systemctl --failed`, which on-call reads for what is broken *now*.
+ */
 export function stopSlot(port: number): Step {
-  return step(`stop ${appUnit(port)}`, bash`systemctl disable --quiet ${appUnit(port)} 2>/dev/null || true
-systemctl stop ${appUnit(port)}`);
+  const unit = appUnit(port);
+  return step(`stop ${unit}`, bash`systemctl disable --quiet ${unit} 2>/dev/null || true
+systemctl stop ${unit}
+result=$(systemctl show -p Result --value ${unit})
+if [[ $result != success ]]; then
+  echo "kit: ${unit} did not stop cleanly (result $result, exit status $(systemctl show -p ExecMainStatus --value ${unit})); see: journalctl -u ${unit}" >&2
+  systemctl reset-failed ${unit}
+fi`);
 }
 
 /** Deletes releases beyond the newest `keep`, never one a slot points at. */

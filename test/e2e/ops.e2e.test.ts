@@ -29,7 +29,7 @@ interface CliResult {
 }
 
 /** Runs one of the scripts as an operator would, pointed at the booted server. */
-function cli(script: string, args: readonly string[]): Promise<CliResult> {
+function cli(script: string, args: readonly string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   const argv = [
     join("scripts", script),
     STACK,
@@ -45,7 +45,7 @@ function cli(script: string, args: readonly string[]): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(join(REPO_ROOT, "node_modules", ".bin", "tsx"), argv, {
       cwd: REPO_ROOT,
-      env: { ...process.env, TF_VAR_secret_SESSION_SECRET: "e2e-session_secret" },
+      env: { ...process.env, TF_VAR_secret_SESSION_SECRET: "e2e-session_secret", ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -92,6 +92,19 @@ const schema = () => root(`sqlite3 -readonly ${LAYOUT.dbFile} "SELECT group_conc
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Waits past Litestream's 1 s sync interval (and the monitor interval) so S3 holds the latest writes. */
 const replicated = () => sleep(4000);
+
+/** What a deploy printed about one pushed file: undefined when not updated, else its changed lines ("- old", "+ new"). */
+function pushed(stderr: string, path: string): string[] | undefined {
+  const lines = stderr.split("\n").map((line) => line.replace(/^\s*│ /, ""));
+  const at = lines.indexOf(`kit: updated ${path}`);
+  if (at < 0) return undefined;
+  const changed: string[] = [];
+  for (const line of lines.slice(at + 1)) {
+    if (!line.startsWith("kit:   ")) break;
+    changed.push(line.slice("kit:   ".length));
+  }
+  return changed;
+}
 
 const fixture = (file: string) => readFileSync(join(FIXTURE_APP_DIR, file), "utf8");
 const denoJson = (tasks: { migrate?: string; start?: string }) => {
@@ -154,6 +167,8 @@ describe("deploy.ts", () => {
     expect(result.stderr).toContain("✓ deployed");
     // The bootstrap and the deploy render the server's files with the same code: nothing to push.
     expect(result.stderr).not.toContain("kit: updated");
+    // The old slot stopped cleanly (deno task's 143 on SIGTERM counts as a clean stop).
+    expect(result.stderr).not.toContain("did not stop cleanly");
     expect((await health()).version).toBe("v2");
     const after = await slots();
     expect(after.active).not.toBe(before.active);
@@ -194,6 +209,7 @@ describe("deploy.ts", () => {
     expect(result.stderr).toMatch(/failed and was rolled back/);
     // Its migration changed nothing: the live database is kept (no swap, no downtime, no writes moved aside).
     expect(result.stderr).toContain("the database was left as it is (the migration changed no schema)");
+    expect(result.stderr).not.toContain("did not stop cleanly");
     expect((await root(`ls ${LAYOUT.asideDir}`)).split("\n").filter((n) => n.startsWith("failed-deploy-") && !asideBefore.includes(n))).toEqual([]);
     expect((await health()).version).toBe("v2");
     const after = await slots();
@@ -213,7 +229,7 @@ describe("deploy.ts", () => {
     expect(await count()).toBe(rows);
   });
 
-  test("SSH keys follow the client file: a key added there logs in after a deploy, and is refused once removed and deployed again", async () => {
+  test("SSH keys follow the client file: a key added there logs in after a deploy, and is refused once removed and deployed again; changed lines are shown, secrets never", async () => {
     const colleague = await createSshKey(lab.teardown, "colleague_ed25519");
     const login = () =>
       run(sshArgv({ key: colleague, user: LAYOUT.users.deploy, host: server.machine.address, knownHostsFile: lab.knownHostsFile }, ["true"]), { allowFailure: true, timeoutMs: 30_000 });
@@ -221,15 +237,24 @@ describe("deploy.ts", () => {
 
     const lab1 = { name: "e2e", publicKey: lab.sshKey.publicKey.trim() };
     writeLabClientsDir(lab, clientsDir, [lab1, { name: "colleague", publicKey: colleague.publicKey.trim() }]);
-    const added = await cli("deploy.ts", ["--ref", commits.v2]);
+    // The same deploy rotates the app's secret: the file is named as updated, its value appears nowhere.
+    const rotated = "rotated-e2e-secret-9f3b";
+    const added = await cli("deploy.ts", ["--ref", commits.v2], { TF_VAR_secret_SESSION_SECRET: rotated });
     expect(added.code).toBe(0);
-    expect(added.stderr).toContain(`kit: updated ${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`);
+    const keysFile = `${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`;
+    expect(pushed(added.stderr, keysFile)).toEqual([`+ ${colleague.publicKey.trim()}`]);
+    expect(pushed(added.stderr, LAYOUT.appSecretsFile)).toEqual([]);
+    expect(added.stderr + added.stdout).not.toContain(rotated);
+    expect(added.stderr + added.stdout).not.toContain("e2e-session_secret");
+    expect(await root(`cat ${LAYOUT.appSecretsFile}`)).toContain(rotated);
     expect((await login()).code).toBe(0);
 
     writeLabClientsDir(lab, clientsDir, [lab1]);
     const removed = await cli("deploy.ts", ["--ref", commits.v2]);
     expect(removed.code).toBe(0);
-    expect(removed.stderr).toContain(`kit: updated ${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`);
+    expect(pushed(removed.stderr, keysFile)).toEqual([`- ${colleague.publicKey.trim()}`]);
+    expect(pushed(removed.stderr, LAYOUT.appSecretsFile)).toEqual([]);
+    expect(removed.stderr + removed.stdout).not.toContain(rotated);
     const refused = await login();
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/Permission denied \(publickey\)/);

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 /** The command builders, compared as text, and the pure helpers around them (no server needed). */
 import { LAYOUT } from "../../cloud-init/layout";
 import { parseArgs } from "../../scripts/lib/cli";
@@ -26,9 +27,25 @@ describe("shell text", () => {
     expect(s.display).toBe(`echo 'a b' x 'y z' '***'`);
   });
 
+  const everyStep = () => [
+    steps.inspect([8000, 8001]), steps.lock("me"), steps.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.schemaVersion(),
+    steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(),
+    steps.restoreToScratch({ kind: "replica" }), steps.restoreToScratch({ kind: "replica", timestamp: "2026-03-14T14:04:00Z" }), steps.restoreToScratch({ kind: "fallback" }), steps.restoreToScratch({ kind: "file", path: "/mnt/data/aside/x.sqlite3" }), steps.runDrill(),
+    steps.pushFiles([{ path: "/etc/litestream.yml", mode: "0644", content: "dbs: []\n", secret: false, afterPackages: false }]),
+    steps.switchUpstream({ path: LAYOUT.caddyfile, mode: "0644", content: ":80 {\n}\n", secret: false, afterPackages: false }, 8001),
+    steps.replaceDatabase("/mnt/data/aside/pre-deploy-x.sqlite3", "failed-deploy", "copy", 8000, [8000, 8001], 60),
+    steps.removeScratch("/mnt/data/scratch/x.sqlite3"),
+  ];
+
   test("every step starts with set -euo pipefail", () => {
-    for (const s of [steps.inspect([8000, 8001]), steps.lock("me"), steps.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.schemaVersion(), steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(), steps.restoreToScratch({ kind: "replica" }), steps.runDrill()]) {
-      expect(s.script.text.startsWith("set -euo pipefail\n")).toBe(true);
+    for (const s of everyStep()) expect(s.script.text.startsWith("set -euo pipefail\n")).toBe(true);
+  });
+
+  test("every step's script passes shellcheck as it is sent (the files it sources live on the server)", () => {
+    for (const s of everyStep()) {
+      const check = spawnSync("shellcheck", ["--shell=bash", "--exclude=SC1090,SC1091", "-"], { input: s.script.text, encoding: "utf8" });
+      expect({ step: s.title, findings: check.stdout }).toEqual({ step: s.title, findings: "" });
+      expect(check.status).toBe(0);
     }
   });
 });
@@ -48,7 +65,9 @@ describe("deploy steps", () => {
       `set -euo pipefail\n. /etc/kit/kit.env\nln -sfn /srv/app/releases/x "$SLOTS_DIR/8001"\nsystemctl enable --quiet app@8001.service\n` +
         `systemctl restart app@8001.service\n/usr/local/lib/kit/wait-healthy.sh 8001 30`,
     );
-    expect(steps.stopSlot(8000).script.text).toBe("set -euo pipefail\nsystemctl disable --quiet app@8000.service 2>/dev/null || true\nsystemctl stop app@8000.service");
+    expect(steps.stopSlot(8000).script.text).toMatch(/^set -euo pipefail\nsystemctl disable --quiet app@8000\.service 2>\/dev\/null \|\| true\nsystemctl stop app@8000\.service\n/);
+    // A slot that did not exit cleanly is named, then cleared from `systemctl --failed`.
+    expect(steps.stopSlot(8000).script.text).toContain("systemctl reset-failed app@8000.service");
     expect(steps.fetchRelease("v1.2").script.text).toBe("set -euo pipefail\n/usr/local/lib/kit/fetch-release.sh v1.2");
     expect(steps.migrate("/srv/app/releases/x", "migrate").script.text).toBe("set -euo pipefail\n/usr/local/lib/kit/run-task.sh /srv/app/releases/x migrate");
   });
@@ -78,6 +97,11 @@ describe("deploy steps", () => {
     expect(push.script.display).toMatch(/^put \/etc\/kit\/s3.env 0600 <\d+ bytes, secret>$/m);
     expect(push.script.display).not.toContain("very-secret");
     expect(push.script.text).toContain(Buffer.from("AWS_SECRET_ACCESS_KEY=very-secret\n").toString("base64").slice(0, 20));
+    // A changed file's lines are shown (- old, + new), a secret file's never: put's third argument says which.
+    expect(push.script.text).toMatch(/^put \/etc\/kit\/s3\.env 0600 secret /m);
+    expect(push.script.text).toMatch(/^put \/etc\/app\/secrets\.env 0600 secret /m);
+    expect(push.script.text).toMatch(/^put \/etc\/litestream\.yml 0644 plain /m);
+    expect(files.filter((f) => f.secret).map((f) => f.path).sort()).toEqual(["/etc/app/secrets.env", "/etc/kit/s3.env"]);
     expect(push.script.text).toContain("if has /etc/litestream.yml || has /etc/kit/s3.env; then systemctl try-restart litestream.service; fi");
     expect(push.script.text).toContain("systemctl enable --quiet --now fallback-backup.timer restore-drill.timer");
   });
