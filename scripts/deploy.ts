@@ -3,7 +3,7 @@
  * (Run with tsx: zx 8's own CLI imports .ts files natively only on Node ≥ 22.6.) See --help.
  */
 import { COMMON_HELP, main, parseArgs, say } from "./lib/cli";
-import { deploy, rollbackOne } from "./lib/deploy-run";
+import { deploy, pushConfiguration, rollbackOne } from "./lib/deploy-run";
 import { OpsError } from "./lib/errors";
 import { SshRunner } from "./lib/ssh";
 import { loadEnvironment, resolveTarget } from "./lib/target";
@@ -18,6 +18,8 @@ old one. On any failure: back to the previous release, and to the snapshot if th
 changed the schema (schema_version/user_version).
 
   --ref REF             branch, tag or commit (default: app.ref in the client file)
+  --config-only         push only the configuration that changed (SSH keys, Litestream, Caddy, units, env
+                        files): no release, no migration; the app keeps running. Revokes a removed key now.
   --rollback            go back one release (code only; the database is not changed)
   --to RELEASE          with --rollback: this release directory instead of the previous one
   --keep N              releases kept on the server (default 5)
@@ -29,10 +31,14 @@ Secrets: /etc/kit/s3.env is pushed only when the outputs file holds the sensitiv
 ${COMMON_HELP}`;
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["ref", "to", "keep", "health-seconds"], boolean: ["rollback"] });
+  const args = parseArgs(process.argv.slice(2), { string: ["ref", "to", "keep", "health-seconds"], boolean: ["rollback", "config-only"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const [stack] = args.positional;
   if (!stack) throw new OpsError("which stack?", "npx tsx scripts/deploy.ts <stack>, e.g. example-prod (see --help)");
+  if (args.flags["config-only"]) {
+    const clash = ["rollback", "ref", "to"].filter((flag) => args.flags[flag] !== undefined && args.flags[flag] !== false);
+    if (clash.length) throw new OpsError(`--config-only deploys no release, so --${clash.join(" and --")} would be ignored`, "drop them, or deploy without --config-only");
+  }
   const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
   const runner = new SshRunner(target.ssh, target.sshSettings);
   const options = {
@@ -45,6 +51,7 @@ void main(async () => {
   };
   try {
     if (args.flags.rollback) await rollbackOne({ ...options, to: args.flags.to as string | undefined });
+    else if (args.flags["config-only"]) await pushConfiguration(options);
     else await deploy(options);
   } finally {
     await runner.close();

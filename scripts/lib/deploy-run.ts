@@ -99,6 +99,49 @@ export async function withLock<T>(runner: Runner, what: string, paths: ServerPat
   }
 }
 
+/** Pushes the planned files (only those that differ); returns the paths it changed. */
+async function pushPlanned(runner: Runner, plan: { files: ServerFile[]; left: string[] }, paths: ServerPaths): Promise<string[]> {
+  const step = steps.pushFiles(plan.files, paths);
+  stepLine(step.title);
+  const changed = (await runner.run(step)).stdout.split("\n").filter(Boolean);
+  if (plan.left.length) say(`  left as they are on the server (values not given here): ${plan.left.join(", ")}`);
+  return changed;
+}
+
+/**
+ * `--config-only`: pushes the configuration that differs (SSH keys, Litestream, Caddy, units, env files)
+ * under the deploy lock, and nothing else: no release is fetched, no migration runs, the app keeps running.
+ * What a pushed file belongs to is reloaded (sshd, Caddy, Litestream, systemd); the app itself reads its env
+ * files only when it starts, so changes to those wait for the next deploy, and the output says so.
+ */
+export async function pushConfiguration(options: DeployOptions): Promise<DeployResult> {
+  const { target, runner } = options;
+  const env = target.env;
+  const paths = options.paths ?? SERVER;
+  const started = Date.now();
+  stepLine(`inspect ${runner.destination}`);
+  const state = await inspectServer(runner, env.app.port, paths);
+  const plan = planFiles(target, state, options.processEnv ?? process.env);
+  const serving = state.slots[state.activePort] ?? "";
+  if (options.dryRun) {
+    say(`plan for ${env.stackName} on ${runner.destination} (nothing is changed):`);
+    say(`  1. lock ${paths.deployLock}`);
+    say(`  2. push ${plan.files.length} files where they differ${plan.left.length ? `; leave ${plan.left.join(", ")} as they are (values not given here)` : ""}`);
+    say(`  3. unlock. No release, no migration: the app keeps running on ${state.activePort} (${serving || "?"})`);
+    return { release: serving, port: state.activePort, changedFiles: [], seconds: 0 };
+  }
+  return withLock(runner, "configuration push", paths, async () => {
+    const changedFiles = await pushPlanned(runner, plan, paths);
+    const seconds = (Date.now() - started) / 1000;
+    say(`✓ configuration of ${env.stackName}: ${changedFiles.length ? `${changedFiles.length} file${changedFiles.length === 1 ? "" : "s"} updated` : "already up to date, nothing pushed"}; the app still runs ${serving || `on ${state.activePort}`}`);
+    const readAtStart = [LAYOUT.appEnvFile, LAYOUT.appSecretsFile].filter((path) => changedFiles.includes(path));
+    if (readAtStart.length) {
+      say(`  the app reads ${readAtStart.join(" and ")} when it starts: the change takes effect at the next deploy (npx tsx scripts/deploy.ts ${env.stackName} --ref <ref>)`);
+    }
+    return { release: serving, port: state.activePort, changedFiles, seconds };
+  });
+}
+
 export async function deploy(options: DeployOptions): Promise<DeployResult> {
   const { target, runner } = options;
   const env = target.env;
@@ -132,9 +175,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
   }
 
   return withLock(runner, `deploy of ${ref}`, paths, async () => {
-    const pushed = await run(steps.pushFiles(plan.files, paths));
-    const changedFiles = pushed.stdout.split("\n").filter(Boolean);
-    if (plan.left.length) say(`  left as they are on the server (values not given here): ${plan.left.join(", ")}`);
+    const changedFiles = await pushPlanned(runner, plan, paths);
     const release = lastLine((await run(steps.fetchRelease(ref, paths))).stdout);
     const snapshot = state.dbExists ? lastLine((await run(steps.snapshot("pre-deploy", paths))).stdout) : undefined;
 

@@ -229,7 +229,7 @@ describe("deploy.ts", () => {
     expect(await count()).toBe(rows);
   });
 
-  test("SSH keys follow the client file: a key added there logs in after a deploy, and is refused once removed and deployed again; changed lines are shown, secrets never", async () => {
+  test("SSH keys follow the client file: a key added there logs in after a deploy, and is refused once removed and pushed (--config-only); changed lines are shown, secrets never", async () => {
     const colleague = await createSshKey(lab.teardown, "colleague_ed25519");
     const login = () =>
       run(sshArgv({ key: colleague, user: LAYOUT.users.deploy, host: server.machine.address, knownHostsFile: lab.knownHostsFile }, ["true"]), { allowFailure: true, timeoutMs: 30_000 });
@@ -249,18 +249,37 @@ describe("deploy.ts", () => {
     expect(await root(`cat ${LAYOUT.appSecretsFile}`)).toContain(rotated);
     expect((await login()).code).toBe(0);
 
+    // Revoking needs no release: --config-only pushes the configuration and leaves the app running as it is.
     writeLabClientsDir(lab, clientsDir, [lab1]);
-    const removed = await cli("deploy.ts", ["--ref", commits.v2]);
+    const serving = await slots();
+    const removed = await cli("deploy.ts", ["--config-only"]);
     expect(removed.code).toBe(0);
     expect(pushed(removed.stderr, keysFile)).toEqual([`- ${colleague.publicKey.trim()}`]);
     expect(pushed(removed.stderr, LAYOUT.appSecretsFile)).toEqual([]);
     expect(removed.stderr + removed.stdout).not.toContain(rotated);
+    expect(removed.stderr).toContain(`✓ configuration of ${STACK}: 2 files updated; the app still runs ${serving.release}`);
+    // The secret went back to the default value, which the running app reads only at its next start: said so.
+    expect(removed.stderr).toContain(`the app reads ${LAYOUT.appSecretsFile} when it starts: the change takes effect at the next deploy`);
+    expect(removed.stderr).not.toMatch(/fetch the app|migrate|health-check/);
+    expect(await slots()).toEqual(serving);
     const refused = await login();
     expect(refused.code).not.toBe(0);
     expect(refused.stderr).toMatch(/Permission denied \(publickey\)/);
     // The operator's own key, still listed, keeps working.
     expect((await server.sshDeploy(["id", "-un"])).stdout.trim()).toBe(LAYOUT.users.deploy);
     expect((await health()).version).toBe("v2");
+  });
+
+  test("--config-only with nothing changed pushes nothing; with --ref it refuses (it would deploy no release)", async () => {
+    const before = await slots();
+    const result = await cli("deploy.ts", ["--config-only"]);
+    expect(result.code).toBe(0);
+    expect(result.stderr).not.toContain("kit: updated");
+    expect(result.stderr).toContain(`✓ configuration of ${STACK}: already up to date, nothing pushed`);
+    const refused = await cli("deploy.ts", ["--config-only", "--ref", commits.v2]);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain("error: --config-only deploys no release, so --ref would be ignored");
+    expect(await slots()).toEqual(before);
   });
 
   test("a lock left by a dead deploy stops the next one, which prints how to remove it", async () => {
