@@ -99,6 +99,10 @@ export async function withLock<T>(runner: Runner, what: string, paths: ServerPat
   }
 }
 
+/** The push step of a dry run's plan. */
+const describePush = (plan: { files: ServerFile[]; left: string[] }) =>
+  `push ${plan.files.length} files where they differ${plan.left.length ? `; leave ${plan.left.join(", ")} as they are (values not given here)` : ""}`;
+
 /** Pushes the planned files (only those that differ); returns the paths it changed. */
 async function pushPlanned(runner: Runner, plan: { files: ServerFile[]; left: string[] }, paths: ServerPaths): Promise<string[]> {
   const step = steps.pushFiles(plan.files, paths);
@@ -126,7 +130,7 @@ export async function pushConfiguration(options: DeployOptions): Promise<DeployR
   if (options.dryRun) {
     say(`plan for ${env.stackName} on ${runner.destination} (nothing is changed):`);
     say(`  1. lock ${paths.deployLock}`);
-    say(`  2. push ${plan.files.length} files where they differ${plan.left.length ? `; leave ${plan.left.join(", ")} as they are (values not given here)` : ""}`);
+    say(`  2. ${describePush(plan)}`);
     say(`  3. unlock. No release, no migration: the app keeps running on ${state.activePort} (${serving || "?"})`);
     return { release: serving, port: state.activePort, changedFiles: [], seconds: 0 };
   }
@@ -165,7 +169,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
   if (options.dryRun) {
     say(`plan for ${env.stackName} on ${runner.destination} (nothing is changed):`);
     say(`  1. lock ${paths.deployLock}`);
-    say(`  2. push ${plan.files.length} files where they differ${plan.left.length ? `; leave ${plan.left.join(", ")} as they are (values not given here)` : ""}`);
+    say(`  2. ${describePush(plan)}`);
     say(`  3. fetch ${env.app.repo} at ${ref} into a new release`);
     say(`  4. ${state.dbExists ? "snapshot the database into the aside dir" : "no database yet: no snapshot"}; run deno task ${env.app.tasks.migrate}`);
     say(`  5. start the release on 127.0.0.1:${newPort} (now serving: ${oldPort}, ${state.slots[oldPort] || "?"}), health-check ${env.app.healthPath} for ${healthSeconds}s`);

@@ -1,5 +1,5 @@
-import { spawnSync } from "node:child_process";
 /** The command builders, compared as text, and the pure helpers around them (no server needed). */
+import { spawnSync } from "node:child_process";
 import { LAYOUT } from "../../cloud-init/layout";
 import { parseArgs } from "../../scripts/lib/cli";
 import { planFiles } from "../../scripts/lib/deploy-run";
@@ -65,9 +65,13 @@ describe("deploy steps", () => {
       `set -euo pipefail\n. /etc/kit/kit.env\nln -sfn /srv/app/releases/x "$SLOTS_DIR/8001"\nsystemctl enable --quiet app@8001.service\n` +
         `systemctl restart app@8001.service\n/usr/local/lib/kit/wait-healthy.sh 8001 30`,
     );
-    expect(steps.stopSlot(8000).script.text).toMatch(/^set -euo pipefail\nsystemctl disable --quiet app@8000\.service 2>\/dev\/null \|\| true\nsystemctl stop app@8000\.service\n/);
     // A slot that did not exit cleanly is named, then cleared from `systemctl --failed`.
-    expect(steps.stopSlot(8000).script.text).toContain("systemctl reset-failed app@8000.service");
+    expect(steps.stopSlot(8000).script.text).toBe(
+      "set -euo pipefail\nsystemctl disable --quiet app@8000.service 2>/dev/null || true\nsystemctl stop app@8000.service\n" +
+        "result=$(systemctl show -p Result --value app@8000.service)\nif [[ $result != success ]]; then\n" +
+        '  echo "kit: app@8000.service did not stop cleanly (result $result, exit status $(systemctl show -p ExecMainStatus --value app@8000.service)); see: journalctl -u app@8000.service" >&2\n' +
+        "  systemctl reset-failed app@8000.service\nfi",
+    );
     expect(steps.fetchRelease("v1.2").script.text).toBe("set -euo pipefail\n/usr/local/lib/kit/fetch-release.sh v1.2");
     expect(steps.migrate("/srv/app/releases/x", "migrate").script.text).toBe("set -euo pipefail\n/usr/local/lib/kit/run-task.sh /srv/app/releases/x migrate");
   });
