@@ -25,13 +25,10 @@ void main(async () => {
   const [stack] = args.positional;
   if (!stack) throw new OpsError("which stack?", "npx tsx scripts/drill.ts <stack> (see --help)");
   const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
-  if (args.dryRun) {
-    say(`dry run: would start restore-drill.service on ${target.ssh.user}@${target.ssh.host} and keep its report. The drill itself only adds a row to _kit_drill.`);
-    return;
-  }
   const runner = new SshRunner(target.ssh, target.sshSettings);
   try {
-    const { report } = await drillRemote(runner, stack, args.flags.report as string | undefined);
+    const { report } = await drillRemote(runner, stack, { reportFile: args.flags.report as string | undefined, dryRun: args.dryRun });
+    if (!report) return void say("dry run: nothing was changed. The drill itself only adds a row to _kit_drill.");
     return report.ok ? 0 : 1;
   } finally {
     await runner.close();

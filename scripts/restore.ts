@@ -77,7 +77,8 @@ void main(async () => {
       dryRun: args.dryRun,
       healthSeconds: f["health-seconds"] === undefined ? undefined : Number(f["health-seconds"]),
     });
-    return !result.replaced && !args.dryRun ? 2 : 0;
+    if (args.dryRun) return void say("dry run: nothing was changed.");
+    return result.replaced ? 0 : 2;
   } finally {
     await runner.close();
   }

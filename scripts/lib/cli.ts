@@ -2,6 +2,9 @@
 import { createInterface } from "node:readline/promises";
 import { minimist } from "zx";
 import { OpsError } from "./errors";
+import type { Step } from "./shell";
+import type { RunOptions, RunResult } from "./ssh";
+import type { Runner } from "./state";
 import type { TargetFlags } from "./target";
 
 export const COMMON_HELP = `
@@ -72,6 +75,140 @@ export function parseArgs(argv: readonly string[], spec: { string?: string[]; bo
 /** Progress output: one line per step on stderr, so stdout stays clean for data. */
 export const say = (line: string) => process.stderr.write(`${line}\n`);
 export const stepLine = (title: string) => say(`▸ ${title}`);
+
+/**
+ * A value a planned step needs that an earlier step produces at run time (a release path, a scratch file).
+ * Until that step ran it reads as its description in angle brackets, which is how a dry run shows it.
+ */
+export class Later {
+  private value?: string;
+  constructor(public description: string) {}
+  set(value: string): void {
+    this.value = value;
+  }
+  /** The value, or `<description>` before the step that produces it has run. */
+  get text(): string {
+    return this.value ?? `<${this.description}>`;
+  }
+  get known(): boolean {
+    return this.value !== undefined;
+  }
+}
+
+/** One step of a plan: its title (what --dry-run prints and the run logs) and what it does. */
+export interface PlanStep {
+  readonly title: string;
+  /** Does the step; "stop" ends the plan there (the operator said no), later steps do not run. */
+  readonly run: () => Promise<void | "stop">;
+  /** Runs at the end of the plan once this step has succeeded, also after a later step failed or stopped (releasing a lock). */
+  readonly cleanup?: { readonly title: string; readonly run: () => Promise<void> };
+}
+
+interface Guard {
+  readonly from: number;
+  readonly to: number;
+  readonly description: string;
+  readonly handler: (error: unknown) => Promise<unknown>;
+}
+
+/**
+ * The plan is the steps. A script first runs its read-only inspection (`read`, also in a dry run), then adds
+ * every other step; `execute` either prints the numbered list (--dry-run: nothing else runs) or runs exactly
+ * that list, logging each step as `▸ N. title` on stderr before it runs. Cleanups (the lock's release) come
+ * last, in reverse order, and run whenever the step that registered them succeeded.
+ */
+export class Plan {
+  private readonly steps: PlanStep[] = [];
+  private readonly guards: Guard[] = [];
+  private reads = 0;
+
+  constructor(readonly heading: string, readonly dryRun: boolean) {}
+
+  /** A read-only step that runs now, in a dry run too; what it returns shapes the rest of the plan. */
+  async read<T>(title: string, body: () => Promise<T>): Promise<T> {
+    if (this.reads !== this.steps.length) throw new Error(`plan: read step "${title}" after a step that writes`);
+    this.steps.push({ title, run: async () => undefined });
+    this.reads++;
+    stepLine(`${this.steps.length}. ${title}`);
+    return body();
+  }
+
+  /** Adds a step (it runs in `execute`, never in a dry run). */
+  add(step: PlanStep): this {
+    this.steps.push(step);
+    return this;
+  }
+
+  /**
+   * Adds a server step. `build` is called now, with the Later values still unknown, for its title; and again
+   * when the step runs, with the values earlier steps produced. `then` gets the result.
+   */
+  remote(runner: Runner, build: () => Step, options: RunOptions & { readonly then?: (result: RunResult) => void | "stop" | Promise<void | "stop"> } = {}): this {
+    const { then, ...runOptions } = options;
+    return this.add({
+      title: build().title,
+      run: async () => {
+        const result = await runner.run(build(), runOptions);
+        return then?.(result);
+      },
+    });
+  }
+
+  /** The steps `add` adds inside `body` are covered by `handler` (a rollback): it gets a failure first and returns the error to report. */
+  guard(description: string, handler: (error: unknown) => Promise<unknown>, body: () => void): this {
+    const from = this.steps.length;
+    body();
+    this.guards.push({ from, to: this.steps.length, description, handler });
+    return this;
+  }
+
+  /** The number the next added step gets. */
+  get next(): number {
+    return this.steps.length + 1;
+  }
+
+  /** Every title, numbered as the run logs them: the steps in order, then the cleanups in reverse. */
+  titles(): string[] {
+    return [...this.steps.map((s) => s.title), ...this.steps.filter((s) => s.cleanup).reverse().map((s) => s.cleanup!.title)];
+  }
+
+  async execute(): Promise<void> {
+    const titles = this.titles();
+    if (this.dryRun) {
+      say(`${this.heading} (dry run: ${this.reads ? `step${this.reads > 1 ? "s" : ""} 1${this.reads > 1 ? `–${this.reads}` : ""} only read and ran; ` : ""}nothing else runs, nothing is changed):`);
+      titles.forEach((title, i) => say(`  ${i + 1}. ${title}`));
+      for (const g of this.guards) say(`  if step ${g.from + 1}${g.to - g.from > 1 ? `–${g.to}` : ""} fails: ${g.description}`);
+      return;
+    }
+    const cleanups: { n: number; title: string; run: () => Promise<void> }[] = [];
+    const cleanupNumber = (i: number) => this.steps.length + this.steps.slice(i + 1).filter((s) => s.cleanup).length + 1;
+    try {
+      for (let i = this.reads; i < this.steps.length; i++) {
+        const step = this.steps[i];
+        stepLine(`${i + 1}. ${step.title}`);
+        let outcome: void | "stop";
+        try {
+          outcome = await step.run();
+        } catch (error) {
+          const guard = this.guards.find((g) => i >= g.from && i < g.to);
+          throw guard ? await guard.handler(error) : error;
+        }
+        if (step.cleanup) cleanups.unshift({ n: cleanupNumber(i), ...step.cleanup });
+        if (outcome === "stop") break;
+      }
+    } finally {
+      for (const cleanup of cleanups) {
+        stepLine(`${cleanup.n}. ${cleanup.title}`);
+        await cleanup.run().catch((error) => say(`warning: ${cleanup.title} failed: ${(error as Error).message}`));
+      }
+    }
+  }
+}
+
+/** The titles a run logged (`▸ N. title` lines), in order. */
+export const executedTitles = (stderr: string): string[] => [...stderr.matchAll(/^▸ \d+\. (.*)$/gm)].map((m) => m[1]);
+/** The titles a dry run listed (`  N. title` lines), in order. */
+export const plannedTitles = (stderr: string): string[] => [...stderr.matchAll(/^ {2}\d+\. (.*)$/gm)].map((m) => m[1]);
 
 /** Asks y/N on the terminal; `--yes` answers yes; without a terminal the answer is no. */
 export async function confirm(question: string, yes: boolean): Promise<boolean> {

@@ -7,7 +7,7 @@
 import { hostname, userInfo } from "node:os";
 import { LAYOUT } from "../../cloud-init/layout";
 import { type ServerFile, type ServerValues, serverFiles } from "../../cloud-init/server-files";
-import { stepLine, say } from "./cli";
+import { Later, Plan, type PlanStep, say, stepLine } from "./cli";
 import { errors, OpsError } from "./errors";
 import * as steps from "./server-steps";
 import { type ServerPaths, SERVER } from "./server-steps";
@@ -79,10 +79,8 @@ export async function inspectServer(runner: Runner, appPort: number, paths: Serv
   return state;
 }
 
-/** Takes the lock, runs `body`, always releases the lock. */
-export async function withLock<T>(runner: Runner, what: string, paths: ServerPaths, body: () => Promise<T>): Promise<T> {
+async function takeLock(runner: Runner, what: string, paths: ServerPaths): Promise<void> {
   const owner = `${what} by ${userInfo().username}@${hostname()} pid ${process.pid} since ${new Date().toISOString()}`;
-  stepLine("take the deploy lock");
   const taken = await runner.run(steps.lock(owner, paths), { allowFailure: true, onProgress: () => undefined });
   if (taken.exitCode === 75) {
     throw new OpsError(
@@ -91,25 +89,49 @@ export async function withLock<T>(runner: Runner, what: string, paths: ServerPat
     );
   }
   if (taken.exitCode !== 0) throw new StepFailed("take the deploy lock", taken, "check the server");
+}
+
+const releaseLock = (runner: Runner, paths: ServerPaths) =>
+  runner.run(steps.unlock(paths)).then(
+    () => undefined,
+    (error) => void say(`warning: could not release the lock: ${(error as Error).message}`),
+  );
+
+/** The plan's lock step: takes the deploy lock; its cleanup, the plan's last step, releases it. */
+export function lockStep(runner: Runner, what: string, paths: ServerPaths): PlanStep {
+  return {
+    title: steps.lock("", paths).title,
+    run: () => takeLock(runner, what, paths),
+    cleanup: { title: steps.unlock(paths).title, run: () => releaseLock(runner, paths) },
+  };
+}
+
+/** Takes the lock, runs `body`, always releases the lock. */
+export async function withLock<T>(runner: Runner, what: string, paths: ServerPaths, body: () => Promise<T>): Promise<T> {
+  const lock = lockStep(runner, what, paths);
+  stepLine(lock.title);
+  await lock.run();
   try {
     return await body();
   } finally {
-    stepLine("release the deploy lock");
-    await runner.run(steps.unlock(paths)).catch((error) => say(`warning: could not release the lock: ${(error as Error).message}`));
+    stepLine(lock.cleanup!.title);
+    await lock.cleanup!.run();
   }
 }
 
-/** The push step of a dry run's plan. */
-const describePush = (plan: { files: ServerFile[]; left: string[] }) =>
-  `push ${plan.files.length} files where they differ${plan.left.length ? `; leave ${plan.left.join(", ")} as they are (values not given here)` : ""}`;
+/** Inspects the server: the plan's first step, read-only (it runs in a dry run too). */
+export function inspectStep(plan: Plan, runner: Runner, appPort: number, paths: ServerPaths): Promise<ServerState> {
+  return plan.read(`inspect ${runner.destination}`, () => inspectServer(runner, appPort, paths));
+}
 
-/** Pushes the planned files (only those that differ); returns the paths it changed. */
-async function pushPlanned(runner: Runner, plan: { files: ServerFile[]; left: string[] }, paths: ServerPaths): Promise<string[]> {
-  const step = steps.pushFiles(plan.files, paths);
-  stepLine(step.title);
-  const changed = (await runner.run(step)).stdout.split("\n").filter(Boolean);
-  if (plan.left.length) say(`  left as they are on the server (values not given here): ${plan.left.join(", ")}`);
-  return changed;
+/** Adds the push step: only the files that differ are written; `changed` gets the paths it wrote. */
+function pushStep(plan: Plan, runner: Runner, files: { files: ServerFile[]; left: string[] }, paths: ServerPaths, changed: string[]): void {
+  plan.remote(runner, () => steps.pushFiles(files.files, paths), {
+    then: (result) => {
+      changed.push(...result.stdout.split("\n").filter(Boolean));
+      if (files.left.length) say(`  left as they are on the server (values not given here): ${files.left.join(", ")}`);
+    },
+  });
 }
 
 /**
@@ -123,27 +145,26 @@ export async function pushConfiguration(options: DeployOptions): Promise<DeployR
   const env = target.env;
   const paths = options.paths ?? SERVER;
   const started = Date.now();
-  stepLine(`inspect ${runner.destination}`);
-  const state = await inspectServer(runner, env.app.port, paths);
-  const plan = planFiles(target, state, options.processEnv ?? process.env);
+  const plan = new Plan(`plan for ${env.stackName} on ${runner.destination}`, Boolean(options.dryRun));
+  const state = await inspectStep(plan, runner, env.app.port, paths);
+  const files = planFiles(target, state, options.processEnv ?? process.env);
   const serving = state.slots[state.activePort] ?? "";
+  const changedFiles: string[] = [];
+  plan.add(lockStep(runner, "configuration push", paths));
+  pushStep(plan, runner, files, paths, changedFiles);
+  await plan.execute();
   if (options.dryRun) {
-    say(`plan for ${env.stackName} on ${runner.destination} (nothing is changed):`);
-    say(`  1. lock ${paths.deployLock}`);
-    say(`  2. ${describePush(plan)}`);
-    say(`  3. unlock. No release, no migration: the app keeps running on ${state.activePort} (${serving || "?"})`);
+    if (files.left.length) say(`  left as they are (values not given here): ${files.left.join(", ")}`);
+    say(`  no release, no migration: the app keeps running on ${state.activePort} (${serving || "?"})`);
     return { release: serving, port: state.activePort, changedFiles: [], seconds: 0 };
   }
-  return withLock(runner, "configuration push", paths, async () => {
-    const changedFiles = await pushPlanned(runner, plan, paths);
-    const seconds = (Date.now() - started) / 1000;
-    say(`✓ configuration of ${env.stackName}: ${changedFiles.length ? `${changedFiles.length} file${changedFiles.length === 1 ? "" : "s"} updated` : "already up to date, nothing pushed"}; the app still runs ${serving || `on ${state.activePort}`}`);
-    const readAtStart = [LAYOUT.appEnvFile, LAYOUT.appSecretsFile].filter((path) => changedFiles.includes(path));
-    if (readAtStart.length) {
-      say(`  the app reads ${readAtStart.join(" and ")} when it starts: the change takes effect at the next deploy (npx tsx scripts/deploy.ts ${env.stackName} --ref <ref>)`);
-    }
-    return { release: serving, port: state.activePort, changedFiles, seconds };
-  });
+  const seconds = (Date.now() - started) / 1000;
+  say(`✓ configuration of ${env.stackName}: ${changedFiles.length ? `${changedFiles.length} file${changedFiles.length === 1 ? "" : "s"} updated` : "already up to date, nothing pushed"}; the app still runs ${serving || `on ${state.activePort}`}`);
+  const readAtStart = [LAYOUT.appEnvFile, LAYOUT.appSecretsFile].filter((path) => changedFiles.includes(path));
+  if (readAtStart.length) {
+    say(`  the app reads ${readAtStart.join(" and ")} when it starts: the change takes effect at the next deploy (npx tsx scripts/deploy.ts ${env.stackName} --ref <ref>)`);
+  }
+  return { release: serving, port: state.activePort, changedFiles, seconds };
 }
 
 export async function deploy(options: DeployOptions): Promise<DeployResult> {
@@ -152,66 +173,75 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
   const paths = options.paths ?? SERVER;
   const ref = options.ref ?? env.app.ref;
   const healthSeconds = options.healthSeconds ?? 30;
+  const keep = options.keep ?? 5;
   const processEnv = options.processEnv ?? process.env;
   const started = Date.now();
-  const run = async (step: Step) => {
-    stepLine(step.title);
-    return runner.run(step);
-  };
 
-  stepLine(`inspect ${runner.destination}`);
-  const state = await inspectServer(runner, env.app.port, paths);
+  const plan = new Plan(`plan for ${env.stackName} on ${runner.destination}`, Boolean(options.dryRun));
+  const state = await inspectStep(plan, runner, env.app.port, paths);
   const oldPort = state.activePort;
   const newPort = otherPort(oldPort, env.app.port);
-  const plan = planFiles(target, state, processEnv);
+  const files = planFiles(target, state, processEnv);
   const caddyfileFor = (port: number) => planFiles(target, state, processEnv, port).files.find((f) => f.path === paths.caddyfile || f.path === LAYOUT.caddyfile)!;
 
+  const changedFiles: string[] = [];
+  const release = new Later("the release fetched");
+  const snapshot = state.dbExists ? new Later("the snapshot taken") : undefined;
+  let schemaBefore: string | undefined;
+  // A failing migration may have changed part of the database; one that succeeded without changing the schema
+  // leaves nothing to undo: a later failure (health check) then keeps the live database, with the writes made meanwhile.
+  let migrated = false;
+  let switched = false;
+
+  plan.add(lockStep(runner, `deploy of ${ref}`, paths));
+  pushStep(plan, runner, files, paths, changedFiles);
+  release.description += ` in step ${plan.next}`;
+  plan.remote(runner, () => steps.fetchRelease(ref, paths), { then: (r) => release.set(lastLine(r.stdout)) });
+  if (snapshot) {
+    snapshot.description += ` in step ${plan.next}`;
+    plan.remote(runner, () => steps.snapshot("pre-deploy", paths), { then: (r) => snapshot.set(lastLine(r.stdout)) });
+    plan.remote(runner, () => steps.schemaVersion(paths), { then: (r) => void (schemaBefore = lastLine(r.stdout)) });
+  }
+  const rollbackTo = `back to ${state.slots[oldPort] || `the release on ${oldPort}`} on ${oldPort}${snapshot ? ", and the database to the snapshot if the migration failed or changed the schema" : ""}`;
+  plan.guard(rollbackTo, async (error) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    say(`\n✗ deploy failed: ${reason}\n  rolling back to ${state.slots[oldPort] || `the release on ${oldPort}`}`);
+    if (snapshot && !migrated) say(`  the migration changed no schema (schema_version/user_version ${schemaBefore}): the database stays as it is`);
+    const notes = await rollBack({ runner, paths, oldPort, newPort, switched, snapshot: migrated ? snapshot?.text : undefined, caddyfile: caddyfileFor(oldPort), healthSeconds, ports: slotPorts(env.app.port) });
+    if (snapshot && !migrated) notes.push(`the database was left as it is (the migration changed no schema); pre-deploy snapshot ${snapshot.text}`);
+    return new OpsError(
+      `deploy of ${ref} failed and was rolled back: ${reason}\n  ${notes.join("\n  ")}`,
+      `the site runs the previous release. Fix the cause above, then deploy again. Logs: ssh ${runner.destination} sudo journalctl -u app@${newPort}.service`,
+    );
+  }, () => {
+    plan.add({
+      title: steps.migrate(release.text, env.app.tasks.migrate, paths).title,
+      run: async () => {
+        migrated = true;
+        await runner.run(steps.migrate(release.text, env.app.tasks.migrate, paths));
+      },
+    });
+    if (snapshot) {
+      plan.add({
+        title: `${steps.schemaVersion(paths).title} again (did the migration change it?)`,
+        run: async () => void (migrated = lastLine((await runner.run(steps.schemaVersion(paths))).stdout) !== schemaBefore),
+      });
+    }
+    plan.remote(runner, () => steps.startSlot(newPort, release.text, healthSeconds, paths));
+    plan.remote(runner, () => steps.switchUpstream(caddyfileFor(newPort), newPort, paths), { then: () => void (switched = true) });
+    plan.remote(runner, () => steps.stopSlot(oldPort));
+  });
+  plan.remote(runner, () => steps.pruneReleases(keep, paths));
+
+  await plan.execute();
   if (options.dryRun) {
-    say(`plan for ${env.stackName} on ${runner.destination} (nothing is changed):`);
-    say(`  1. lock ${paths.deployLock}`);
-    say(`  2. ${describePush(plan)}`);
-    say(`  3. fetch ${env.app.repo} at ${ref} into a new release`);
-    say(`  4. ${state.dbExists ? "snapshot the database into the aside dir" : "no database yet: no snapshot"}; run deno task ${env.app.tasks.migrate}`);
-    say(`  5. start the release on 127.0.0.1:${newPort} (now serving: ${oldPort}, ${state.slots[oldPort] || "?"}), health-check ${env.app.healthPath} for ${healthSeconds}s`);
-    say(`  6. switch Caddy to ${newPort}, stop app@${oldPort}; keep ${options.keep ?? 5} releases; unlock`);
-    say(`  on failure: back to ${oldPort}${state.dbExists ? " and to the snapshot if the migration fails or changes the schema" : ""}`);
+    if (files.left.length) say(`  left as they are (values not given here): ${files.left.join(", ")}`);
+    say(`  now serving: ${oldPort} (${state.slots[oldPort] || "?"}); the release goes to ${newPort}`);
     return { release: "", port: newPort, changedFiles: [], seconds: 0 };
   }
-
-  return withLock(runner, `deploy of ${ref}`, paths, async () => {
-    const changedFiles = await pushPlanned(runner, plan, paths);
-    const release = lastLine((await run(steps.fetchRelease(ref, paths))).stdout);
-    const snapshot = state.dbExists ? lastLine((await run(steps.snapshot("pre-deploy", paths))).stdout) : undefined;
-
-    const schemaBefore = snapshot ? lastLine((await runner.run(steps.schemaVersion(paths))).stdout) : undefined;
-    let migrated = false;
-    let switched = false;
-    try {
-      migrated = true; // a failing migration may have changed part of the database
-      await run(steps.migrate(release, env.app.tasks.migrate, paths));
-      // A migration that succeeded without changing the schema leaves nothing to undo: a later failure
-      // (health check) then keeps the live database, with the writes made meanwhile.
-      if (snapshot) migrated = lastLine((await runner.run(steps.schemaVersion(paths))).stdout) !== schemaBefore;
-      await run(steps.startSlot(newPort, release, healthSeconds, paths));
-      await run(steps.switchUpstream(caddyfileFor(newPort), newPort, paths));
-      switched = true;
-      await run(steps.stopSlot(oldPort));
-    } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      say(`\n✗ deploy failed: ${reason}\n  rolling back to ${state.slots[oldPort] || `the release on ${oldPort}`}`);
-      if (snapshot && !migrated) say(`  the migration changed no schema (schema_version/user_version ${schemaBefore}): the database stays as it is`);
-      const notes = await rollBack({ runner, paths, oldPort, newPort, switched, snapshot: migrated ? snapshot : undefined, caddyfile: caddyfileFor(oldPort), healthSeconds, ports: slotPorts(env.app.port) });
-      if (snapshot && !migrated) notes.push(`the database was left as it is (the migration changed no schema); pre-deploy snapshot ${snapshot}`);
-      throw new OpsError(
-        `deploy of ${ref} failed and was rolled back: ${reason}\n  ${notes.join("\n  ")}`,
-        `the site runs the previous release. Fix the cause above, then deploy again. Logs: ssh ${runner.destination} sudo journalctl -u app@${newPort}.service`,
-      );
-    }
-    await run(steps.pruneReleases(options.keep ?? 5, paths));
-    const seconds = (Date.now() - started) / 1000;
-    say(`✓ deployed ${release} on 127.0.0.1:${newPort} in ${seconds.toFixed(1)}s${snapshot ? `; pre-deploy snapshot ${snapshot}` : ""}`);
-    return { release, port: newPort, snapshot, changedFiles, seconds };
-  });
+  const seconds = (Date.now() - started) / 1000;
+  say(`✓ deployed ${release.text} on 127.0.0.1:${newPort} in ${seconds.toFixed(1)}s${snapshot ? `; pre-deploy snapshot ${snapshot.text}` : ""}`);
+  return { release: release.text, port: newPort, snapshot: snapshot?.text, changedFiles, seconds };
 }
 
 interface RollBack {
@@ -257,7 +287,8 @@ export async function rollbackOne(options: DeployOptions & { readonly to?: strin
   const paths = options.paths ?? SERVER;
   const healthSeconds = options.healthSeconds ?? 30;
   const started = Date.now();
-  const state = await inspectServer(runner, env.app.port, paths);
+  const plan = new Plan(`plan for ${env.stackName} on ${runner.destination}`, Boolean(options.dryRun));
+  const state = await inspectStep(plan, runner, env.app.port, paths);
   const active = state.activePort;
   const other = otherPort(active, env.app.port);
   const current = state.slots[active] ?? "";
@@ -267,25 +298,20 @@ export async function rollbackOne(options: DeployOptions & { readonly to?: strin
     throw new OpsError(`no release older than ${current || "the active one"} is left on ${runner.destination}`, `deploy a known-good ref instead: npx tsx scripts/deploy.ts ${env.stackName} --ref <ref>`);
   }
   const caddyfile = (port: number) => planFiles(target, state, options.processEnv ?? process.env, port).files.find((f) => f.path === LAYOUT.caddyfile)!;
+  plan.add(lockStep(runner, `rollback to ${previous}`, paths));
+  plan.guard(`stop app@${other} again; nothing was switched, the site still runs ${current}`, async (error) => {
+    await runner.run(steps.stopSlot(other)).catch(() => undefined);
+    return new OpsError(`the previous release ${previous} does not become healthy: ${(error as Error).message}`, `nothing was switched; the site still runs ${current}. Deploy a fixed ref instead.`);
+  }, () => plan.remote(runner, () => steps.startSlot(other, previous, healthSeconds, paths)));
+  plan.remote(runner, () => steps.switchUpstream(caddyfile(other), other, paths));
+  plan.remote(runner, () => steps.stopSlot(active));
+  await plan.execute();
   if (options.dryRun) {
-    say(`plan: start ${previous} on ${other}, switch Caddy from ${active} to ${other}, stop app@${active}. The database is not changed.`);
+    say(`  the database is not changed.`);
     return { release: previous, port: other, changedFiles: [], seconds: 0 };
   }
-  return withLock(runner, `rollback to ${previous}`, paths, async () => {
-    try {
-      stepLine(`start ${previous} on ${other}`);
-      await runner.run(steps.startSlot(other, previous, healthSeconds, paths));
-    } catch (error) {
-      await runner.run(steps.stopSlot(other)).catch(() => undefined);
-      throw new OpsError(`the previous release ${previous} does not become healthy: ${(error as Error).message}`, `nothing was switched; the site still runs ${current}. Deploy a fixed ref instead.`);
-    }
-    stepLine(`switch Caddy to ${other}`);
-    await runner.run(steps.switchUpstream(caddyfile(other), other, paths));
-    stepLine(`stop app@${active}`);
-    await runner.run(steps.stopSlot(active));
-    const seconds = (Date.now() - started) / 1000;
-    say(`✓ rolled back to ${previous} on 127.0.0.1:${other}. The database was not changed; pre-deploy snapshots: ls ${LAYOUT.asideDir}/pre-deploy-*`);
-    say(`  to also return the data to before the last deploy: npx tsx scripts/restore.ts ${env.stackName} --from-file <snapshot>`);
-    return { release: previous, port: other, changedFiles: [], seconds };
-  });
+  const seconds = (Date.now() - started) / 1000;
+  say(`✓ rolled back to ${previous} on 127.0.0.1:${other}. The database was not changed; pre-deploy snapshots: ls ${LAYOUT.asideDir}/pre-deploy-*`);
+  say(`  to also return the data to before the last deploy: npx tsx scripts/restore.ts ${env.stackName} --from-file <snapshot>`);
+  return { release: previous, port: other, changedFiles: [], seconds };
 }

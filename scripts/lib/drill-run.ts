@@ -2,7 +2,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { LAYOUT } from "../../cloud-init/layout";
-import { say, stepLine } from "./cli";
+import { Later, Plan, say } from "./cli";
 import { OpsError } from "./errors";
 import * as steps from "./server-steps";
 import { lastLine, type Runner } from "./state";
@@ -38,20 +38,45 @@ export function summarize(r: DrillReport): string {
   ].join("\n");
 }
 
-export async function drillRemote(runner: Runner, stackName: string, reportFile?: string): Promise<{ report: DrillReport; file: string }> {
+export interface DrillOptions {
+  /** Where the report is kept here. @default outputs/drills/<stack>-<time of the drill>.json */
+  readonly reportFile?: string;
+  /** Print the plan; connect to nothing, change nothing. */
+  readonly dryRun?: boolean;
+}
+
+/**
+ * The drill's plan: run the server's drill unit, keep its report here. A dry run prints it without
+ * connecting (the drill's only read would be the drill itself).
+ */
+export async function drillRemote(runner: Runner, stackName: string, options: DrillOptions = {}): Promise<{ report?: DrillReport; file?: string }> {
+  const plan = new Plan(`plan for ${stackName} on ${runner.destination}`, Boolean(options.dryRun));
+  const file = new Later(`outputs/drills/${stackName}-<time of the drill>.json`);
+  if (options.reportFile) file.set(options.reportFile);
+  let report: DrillReport | undefined;
   const step = steps.runDrill();
-  stepLine(`${step.title} on ${runner.destination} (writes a sentinel row into _kit_drill, restores into ${LAYOUT.scratchDir})`);
-  const result = await runner.run(step, { allowFailure: true });
-  if (result.exitCode === 3) throw new OpsError(`${LAYOUT.units.drill} is not installed on ${runner.destination}`, `run a deploy once (it pushes the unit): npx tsx scripts/deploy.ts ${stackName}`);
-  let report: DrillReport;
-  try {
-    report = JSON.parse(lastLine(result.stdout)) as DrillReport;
-  } catch {
-    throw new OpsError(`the drill wrote no report (exit ${result.exitCode})`, `see the lines above and: ssh ${runner.destination} sudo journalctl -u ${LAYOUT.units.drill}`);
-  }
-  const file = reportFile ?? join(REPO_ROOT, "outputs", "drills", `${stackName}-${report.at}.json`);
-  mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  say(`\n${summarize(report)}\n  report      ${file} (and ${LAYOUT.drillDir}/drill-${report.at}.json on the server)`);
-  return { report, file };
+  plan.add({
+    title: `${step.title} on ${runner.destination} (writes a sentinel row into _kit_drill, restores into ${LAYOUT.scratchDir})`,
+    run: async () => {
+      const result = await runner.run(step, { allowFailure: true });
+      if (result.exitCode === 3) throw new OpsError(`${LAYOUT.units.drill} is not installed on ${runner.destination}`, `run a deploy once (it pushes the unit): npx tsx scripts/deploy.ts ${stackName}`);
+      try {
+        report = JSON.parse(lastLine(result.stdout)) as DrillReport;
+      } catch {
+        throw new OpsError(`the drill wrote no report (exit ${result.exitCode})`, `see the lines above and: ssh ${runner.destination} sudo journalctl -u ${LAYOUT.units.drill}`);
+      }
+      if (!file.known) file.set(join(REPO_ROOT, "outputs", "drills", `${stackName}-${report.at}.json`));
+    },
+  });
+  plan.add({
+    title: `keep the report in ${options.reportFile ?? file.description} (and ${LAYOUT.drillDir}/drill-<time>.json on the server)`,
+    run: async () => {
+      mkdirSync(dirname(file.text), { recursive: true });
+      writeFileSync(file.text, `${JSON.stringify(report, null, 2)}\n`);
+    },
+  });
+  await plan.execute();
+  if (!report) return {};
+  say(`\n${summarize(report)}\n  report      ${file.text} (and ${LAYOUT.drillDir}/drill-${report.at}.json on the server)`);
+  return { report, file: file.text };
 }

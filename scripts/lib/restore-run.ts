@@ -10,9 +10,9 @@ import { $ } from "zx";
 import { LAYOUT } from "../../cloud-init/layout";
 import { templateValues } from "../../cloud-init/server-files";
 import { renderTemplate } from "../../cloud-init/template";
-import { confirm, say, stepLine } from "./cli";
+import { confirm, Later, Plan, say, stepLine } from "./cli";
 import { errors, OpsError } from "./errors";
-import { inspectServer, withLock } from "./deploy-run";
+import { inspectStep, lockStep } from "./deploy-run";
 import { describeSource, type RestoreSource, type ServerPaths, SERVER } from "./server-steps";
 import * as steps from "./server-steps";
 import { keyValues, type Runner, slotPorts } from "./state";
@@ -106,58 +106,71 @@ export interface RestoreResult {
   readonly checked: Checked;
 }
 
-/** Restores on the server: scratch, checks, confirmation, swap, health check, undo instructions. */
+/**
+ * Restores on the server: scratch, checks, confirmation, swap, health check, undo instructions. The plan is
+ * known before anything runs; a dry run inspects the server and prints it (no lock, no scratch restore).
+ */
 export async function restoreRemote(o: RestoreOptions): Promise<RestoreResult> {
   const { runner, target } = o;
   const paths = o.paths ?? SERVER;
   const env = target.env;
-  stepLine(`inspect ${runner.destination}`);
-  const state = await inspectServer(runner, env.app.port, paths);
-  return withLock(runner, `restore from ${describeSource(o.from)}`, paths, async () => {
-    const scratchStep = steps.restoreToScratch(o.from, paths);
-    stepLine(scratchStep.title);
-    const result = await runner.run(scratchStep, { allowFailure: true });
-    if (result.exitCode === 4) throw unreachable(result.stderr, runner.destination);
-    if (result.exitCode !== 0) throw new OpsError(`restoring into scratch failed (exit ${result.exitCode}): ${result.stderr.trim().split("\n").slice(-3).join(" ")}`, "nothing was changed; see the lines above");
-    const checked = parseChecked(result.stdout);
-    say(`\nrestored copy: ${checked.scratch}\nintegrity:     ${checked.integrity}\n${formatCounts(checked)}\n`);
-    if (checked.integrity !== "ok") {
-      throw new OpsError(
-        `the restored copy fails PRAGMA integrity_check (${checked.integrity}); refusing to put it in place. Nothing was changed.`,
-        `the copy is kept for inspection at ${checked.scratch}. Try an earlier --timestamp, or --from-fallback.`,
-      );
-    }
-    const remove = async () => {
-      await runner.run(steps.removeScratch(checked.scratch, paths), { onProgress: () => undefined }).catch(() => undefined);
-    };
-    if (o.dryRun) {
-      say(`dry run: would stop the app and litestream, move ${LAYOUT.dbFile} and its -wal/-shm aside, put the restored copy in place, start and health-check.`);
-      await remove();
-      return { replaced: false, checked };
-    }
-    const ok = await confirm(`Replace the live database of ${env.stackName} with ${describeSource(o.from)}? The current one is moved aside, not deleted.`, Boolean(o.yes));
-    if (!ok) {
-      await remove();
+  const plan = new Plan(`plan for ${env.stackName} on ${runner.destination}: restore from ${describeSource(o.from)}`, Boolean(o.dryRun));
+  const state = await inspectStep(plan, runner, env.app.port, paths);
+  plan.add(lockStep(runner, `restore from ${describeSource(o.from)}`, paths));
+  const scratch = new Later(`the restored copy from step ${plan.next}`);
+  let checked: Checked = { scratch: scratch.text, integrity: "", tables: new Map() };
+  let replaced = false;
+  let aside: string | undefined;
+  const scratchStep = steps.restoreToScratch(o.from, paths);
+  plan.add({
+    title: `${scratchStep.title}, check it (PRAGMA integrity_check, row counts beside live)`,
+    run: async () => {
+      const result = await runner.run(scratchStep, { allowFailure: true });
+      if (result.exitCode === 4) throw unreachable(result.stderr, runner.destination);
+      if (result.exitCode !== 0) throw new OpsError(`restoring into scratch failed (exit ${result.exitCode}): ${result.stderr.trim().split("\n").slice(-3).join(" ")}`, "nothing was changed; see the lines above");
+      checked = parseChecked(result.stdout);
+      say(`\nrestored copy: ${checked.scratch}\nintegrity:     ${checked.integrity}\n${formatCounts(checked)}\n`);
+      if (checked.integrity !== "ok") {
+        throw new OpsError(
+          `the restored copy fails PRAGMA integrity_check (${checked.integrity}); refusing to put it in place. Nothing was changed.`,
+          `the copy is kept for inspection at ${checked.scratch}. Try an earlier --timestamp, or --from-fallback.`,
+        );
+      }
+      scratch.set(checked.scratch);
+    },
+    // Once the copy passed its checks it is not needed after the plan: put in place (moved), or declined.
+    cleanup: { title: steps.removeScratch(scratch.text, paths).title, run: () => runner.run(steps.removeScratch(scratch.text, paths), { onProgress: () => undefined }).then(() => undefined, () => undefined) },
+  });
+  plan.add({
+    title: o.yes ? "replace the live database (--yes: without asking)" : "ask before replacing the live database",
+    run: async () => {
+      if (await confirm(`Replace the live database of ${env.stackName} with ${describeSource(o.from)}? The current one is moved aside, not deleted.`, Boolean(o.yes))) return;
       say("nothing was changed.");
-      return { replaced: false, checked };
-    }
-    const swap = steps.replaceDatabase(checked.scratch, "before-restore", "move", state.activePort, slotPorts(env.app.port), o.healthSeconds ?? 60, paths);
-    stepLine(swap.title);
-    let aside: string | undefined;
-    try {
-      aside = keyValues((await runner.run(swap)).stdout).get("aside");
-    } catch (error) {
-      throw new OpsError(
-        `replacing the database failed: ${(error as Error).message}`,
-        `the previous database is in ${LAYOUT.asideDir}/before-restore-<stamp>/ on the server (see the lines above); to put it back: npx tsx scripts/restore.ts ${env.stackName} --from-file ${LAYOUT.asideDir}/before-restore-<stamp>/app.sqlite3`,
-      );
-    }
-    await remove();
+      return "stop";
+    },
+  });
+  const swap = () => steps.replaceDatabase(scratch.text, "before-restore", "move", state.activePort, slotPorts(env.app.port), o.healthSeconds ?? 60, paths);
+  plan.add({
+    title: swap().title,
+    run: async () => {
+      try {
+        aside = keyValues((await runner.run(swap())).stdout).get("aside");
+        replaced = true;
+      } catch (error) {
+        throw new OpsError(
+          `replacing the database failed: ${(error as Error).message}`,
+          `the previous database is in ${LAYOUT.asideDir}/before-restore-<stamp>/ on the server (see the lines above); to put it back: npx tsx scripts/restore.ts ${env.stackName} --from-file ${LAYOUT.asideDir}/before-restore-<stamp>/app.sqlite3`,
+        );
+      }
+    },
+  });
+  await plan.execute();
+  if (replaced) {
     say(`✓ ${env.stackName} now runs on ${describeSource(o.from)}.`);
     say(`  the previous database (with its -wal/-shm) is kept in ${aside}`);
     say(`  to undo: npx tsx scripts/restore.ts ${env.stackName} --from-file ${aside}/${LAYOUT.dbFile.split("/").pop()} --yes`);
-    return { replaced: true, aside, checked };
-  });
+  }
+  return { replaced, aside, checked };
 }
 
 /** The litestream binary for local restores: --litestream, else the one this repo's npm install ships, else PATH. */

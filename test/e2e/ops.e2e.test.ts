@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap, writeLabClientsDir } from "./kit-lab";
 import { LAYOUT } from "../../cloud-init/layout";
+import { executedTitles, plannedTitles } from "../../scripts/lib/cli";
 import { loadEnvironment } from "../../scripts/lib/target";
 import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv } from "./harness";
 
@@ -160,8 +161,13 @@ describe("deploy.ts", () => {
     v1Release = before.release;
     expect((await health()).version).toBeUndefined();
     commits.v2 = await lab.repo.commit({ "main.ts": fixture("main.ts").replace("json({ ok: true })", 'json({ ok: true, version: "v2" })') }, "v2: /healthz says its version");
+    const dry = await cli("deploy.ts", ["--ref", commits.v2, "--dry-run"]);
+    expect(dry.code).toBe(0);
+    const planned = plannedTitles(dry.stderr);
+    expect(planned[0]).toMatch(/^inspect /);
     const t = Date.now();
     const result = await cli("deploy.ts", ["--ref", commits.v2]);
+    expect(executedTitles(result.stderr)).toEqual(planned); // the plan is the steps
     lab.timings.push(`deploy (CLI, success): ${((Date.now() - t) / 1000).toFixed(1)} s`);
     expect(result.code).toBe(0);
     expect(result.stderr).toContain("✓ deployed");
@@ -301,8 +307,12 @@ describe("restore.ts over SSH", () => {
     const rows = await count();
     await replicated();
     const asideBefore = await root(`ls ${LAYOUT.asideDir}`);
+    const dry = await cli("restore.ts", ["--latest", "--yes", "--dry-run"]);
+    expect(dry.code).toBe(0);
+    expect(await root(`ls ${LAYOUT.asideDir}`)).toBe(asideBefore);
     const result = await cli("restore.ts", ["--latest", "--yes"]);
     expect(result.code).toBe(0);
+    expect(executedTitles(result.stderr)).toEqual(plannedTitles(dry.stderr));
     expect(result.stderr).toContain("integrity:     ok");
     expect(result.stderr).toMatch(/to undo: npx tsx scripts\/restore\.ts example-staging --from-file \/\S+before-restore-\S+ --yes/);
     expect(await count()).toBe(rows);
@@ -369,8 +379,12 @@ describe("restore.ts over SSH", () => {
 describe("drill.ts", () => {
   test("passes on the server and keeps its JSON report", async () => {
     const report = join(dir, "drill-pass.json");
+    const dry = await cli("drill.ts", ["--report", report, "--dry-run"]);
+    expect(dry.code).toBe(0);
+    expect(existsSync(report)).toBe(false);
     const result = await cli("drill.ts", ["--report", report]);
     expect(result.code).toBe(0);
+    expect(executedTitles(result.stderr)).toEqual(plannedTitles(dry.stderr));
     expect(result.stderr).toContain("PASSED");
     const parsed = JSON.parse(readFileSync(report, "utf8")) as { ok: boolean; rpo_ms: number | null };
     expect(parsed.ok).toBe(true);

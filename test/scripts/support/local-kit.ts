@@ -56,6 +56,9 @@ function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv, i
       clearTimeout(timer);
       resolve({ status, stdout, stderr });
     });
+    // A child that exits before reading all of its stdin closes the pipe: the write fails with EPIPE, which
+    // without a handler is an uncaught error that fails the test. The child's exit status tells what happened.
+    child.stdin.on("error", () => undefined);
     child.stdin.end(input ?? "");
   });
 }
@@ -102,7 +105,8 @@ export class LocalKit {
       drillDir: dir("data/drills"),
       releasesDir: dir("srv/releases"),
       slotsDir: dir("srv/slots"),
-      bootstrapDoneFile: join(this.root, "bootstrap-done"),
+      stateDir: dir("state"),
+      bootstrapDoneFile: join(this.root, "state/bootstrap-done"),
       litestreamConfig: join(this.root, "etc/litestream.yml"),
       s3CredentialsFile: join(this.root, "etc/s3.env"),
       kitEnvFile: this.kitEnvFile,

@@ -28,6 +28,7 @@ export class LocalRunner implements Runner {
         if (result.exitCode !== 0 && !options.allowFailure) reject(new StepFailed(step.title, result, "see above"));
         else resolve(result);
       });
+      child.stdin.on("error", () => undefined); // EPIPE when bash exits before reading it all: its exit status tells
       child.stdin.end(step.script.text);
     });
   }
