@@ -53,17 +53,34 @@ export const LAYOUT = {
   authorizedKeysDir: "/etc/ssh/authorized_keys",
   litestreamConfig: "/etc/litestream.yml",
   caddyfile: "/etc/caddy/Caddyfile",
+  /** sshd hardening (keys only, no root); sorts before cloud-init's 50-cloud-init.conf, and sshd keeps the first value. */
+  sshdConfig: "/etc/ssh/sshd_config.d/10-kit.conf",
+  /** Unattended security upgrades. */
+  aptAutoUpgrades: "/etc/apt/apt.conf.d/20auto-upgrades",
+  /** Where the kit's systemd units are installed. */
+  unitDir: "/etc/systemd/system",
 
   /** Server-side scripts written by the bootstrap. */
   libDir: "/usr/local/lib/kit",
+  /** The pinned Deno and Litestream binaries (installed only after their sha256 matched). */
+  binDir: "/usr/local/bin",
+  /**
+   * The first-boot bundle: a script that writes every server file (gzip'd in the user data to keep it small);
+   * cloud-init's runcmd runs it just before the bootstrap.
+   */
+  firstBootBundle: "/run/kit/server-files.sh",
   /** Where downloads land during the bootstrap (tmpfs: never fills the root disk). */
   runDir: "/run/kit",
   /** scripts/deploy.ts holds this lock (an atomic mkdir) while it changes the server; a reboot clears it. */
   deployLock: "/run/kit/deploy.lock",
+  /** The kit's state on the root disk. */
+  stateDir: "/var/lib/kit",
   /** Written when the bootstrap finished; its content is the release that was started. */
   bootstrapDoneFile: "/var/lib/kit/bootstrap-done",
 
   units: {
+    /** The first-boot bootstrap (bootstrap.sh), started once by cloud-init's runcmd. */
+    bootstrap: "kit-bootstrap.service",
     /** Template unit: app@<port>.service runs the release in slots/<port> on 127.0.0.1:<port>. */
     app: "app@.service",
     litestream: "litestream.service",
@@ -74,6 +91,9 @@ export const LAYOUT = {
     /** Restore drill: restores the replica into scratch and checks it (monthly timer; scripts/drill.ts). */
     drill: "restore-drill.service",
     drillTimer: "restore-drill.timer",
+    /** Debian's services that read the kit's files. */
+    caddy: "caddy.service",
+    ssh: "ssh.service",
   },
 
   ports: {

@@ -2,7 +2,8 @@ import { gzipSync } from "node:zlib";
 import { stringify } from "yaml";
 import type { ResolvedEnvironment } from "../app/config/types";
 import { LAYOUT } from "./layout";
-import { type RenderOverrides, type ServerFile, type ServerValues, serverFiles } from "./server-files";
+import { bundleScript } from "./bundle";
+import { type RenderOverrides, type ServerValues, serverFiles } from "./server-files";
 
 export type { RenderOverrides, ServerValues } from "./server-files";
 
@@ -25,6 +26,10 @@ export interface RenderOptions {
  */
 export function renderUserData(env: ResolvedEnvironment, server: ServerValues, options: RenderOptions): string {
   const files = serverFiles(env, server, options.overrides);
+  // Secrets and files holding Terraform references are encoded at apply time, so they cannot be compressed
+  // here: they and sshd's files (needed before sshd first starts) are entries of their own.
+  const bundled = files.filter((file) => !file.early && !file.secret && !HAS_TOKEN.test(file.content));
+  const ownEntries = files.filter((file) => !bundled.includes(file));
   const config = {
     // Users: `deploy` logs in with keys only; `app` runs the app and owns the data, and cannot log in.
     users: [
@@ -52,41 +57,36 @@ export function renderUserData(env: ResolvedEnvironment, server: ServerValues, o
     manage_etc_hosts: true,
     package_update: true,
     packages: PACKAGES,
-    write_files: files.map((file) => ({
-      path: file.path,
-      owner: "root:root",
-      permissions: file.mode,
-      ...encodeContent(file, options),
-      ...(file.afterPackages ? { defer: true } : {}),
-    })),
+    write_files: [
+      // Owned by root:root, cloud-init's default.
+      ...ownEntries.map((file) => ({
+        path: file.path,
+        permissions: file.mode,
+        ...(file.secret ? { encoding: "b64", content: options.base64(file.content) } : { content: file.content }),
+        // After the packages (a package's config directory must not hold a file before its install).
+        ...(file.early ? {} : { defer: true }),
+      })),
+      {
+        path: LAYOUT.firstBootBundle,
+        permissions: "0700",
+        encoding: "gz+b64",
+        content: gzipSync(bundleScript(env.stackName, bundled), { level: 9 }).toString("base64"),
+      },
+    ],
     // The bootstrap is a systemd unit so that its failure is visible in `systemctl --failed`; on failure its
     // log is also copied into /var/log/cloud-init-output.log.
     runcmd: [
+      ["bash", LAYOUT.firstBootBundle],
       ["systemctl", "daemon-reload"],
-      "systemctl start kit-bootstrap.service || { journalctl -u kit-bootstrap.service --no-pager -o cat | tail -n 40; exit 1; }",
+      `systemctl start ${LAYOUT.units.bootstrap} || { journalctl -u ${LAYOUT.units.bootstrap} --no-pager -o cat | tail -n 40; exit 1; }`,
     ],
   };
   const header =
     `#cloud-config\n` +
-    `# First-boot bootstrap of ${env.stackName}, rendered by the kit from cloud-init/templates.\n` +
-    `# Scripts are gzip+base64 here (Hetzner caps user data at 32 KiB): read them in cloud-init/templates/scripts.\n` +
+    `# First boot of ${env.stackName}, rendered from cloud-init/templates (most files gzip'd in ${LAYOUT.firstBootBundle}).\n` +
     `# Do not edit on the server: change the client file and run scripts/deploy.ts.\n`;
   return header + stringify(config, { lineWidth: 0, blockQuote: "literal" });
 }
 
 /** Terraform references (cdktf tokens) can only be encoded at apply time, by Terraform itself. */
 const HAS_TOKEN = /\$\{TfToken\[/;
-
-/**
- * How a file's content goes into write_files: secrets base64-encoded by `options.base64` (at apply time in a
- * stack); scripts gzip'd (they hold no Terraform references, so they can be compressed here); the rest as
- * plain text, readable in the user data.
- */
-function encodeContent(file: ServerFile, options: RenderOptions): { content: string; encoding?: string } {
-  if (file.secret) return { encoding: "b64", content: options.base64(file.content) };
-  if (file.path.startsWith(`${LAYOUT.libDir}/`)) {
-    if (HAS_TOKEN.test(file.content)) throw new Error(`${file.path}: a script must not contain Terraform references`);
-    return { encoding: "gz+b64", content: gzipSync(file.content, { level: 9 }).toString("base64") };
-  }
-  return { content: file.content };
-}

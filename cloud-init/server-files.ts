@@ -1,6 +1,7 @@
 import type { ResolvedEnvironment } from "../app/config/types";
 import { durationSeconds } from "../app/config/validate";
 import { type Artifact, DENO, LITESTREAM } from "./artifacts";
+import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects";
 import { LAYOUT } from "./layout";
 import { envQuote, renderTemplate, type TemplateValue } from "./template";
 
@@ -44,15 +45,35 @@ export interface RenderOverrides {
   readonly restoreAttemptSeconds?: number;
 }
 
-/** One file the kit puts on a server. */
-export interface ServerFile {
+/** One file the kit puts on a server, declared once with everything about it (SERVER_FILES). */
+export interface FileDeclaration {
   readonly path: string;
+  /** Its content: a template under cloud-init/templates, or one built from the client file. */
+  readonly source: { readonly template: string; readonly quote?: "env" } | { readonly built: BuiltContent };
   readonly mode: "0644" | "0600" | "0755";
-  readonly content: string;
-  /** Holds credentials: written 0600 root, base64-encoded in user data, never printed. */
+  /** Holds credentials: written 0600 root, never printed, never in a diff. */
   readonly secret: boolean;
-  /** Written after packages are installed (the file belongs to a package's config directory). */
-  readonly afterPackages: boolean;
+  /**
+   * Must be in place before sshd first starts (cloud-init's init stage): written as its own entry of the
+   * user data. Every other file travels in the first-boot bundle, unpacked just before the bootstrap.
+   */
+  readonly early: boolean;
+  /** What a changed copy needs on a running server (at least one; `none(why)` where nothing is right). */
+  readonly onChange: readonly Effect[];
+  /** What the bootstrap's last step does with it, beyond writing it (a package's service rereading it). */
+  readonly atFirstBoot: readonly Effect[];
+  /** For a systemd unit: how it comes to run. */
+  readonly activation?: Activation;
+  /** Only on servers whose environment has it (the git deploy key of a private repo). */
+  readonly when?: (env: ResolvedEnvironment, server: ServerValues) => boolean;
+}
+
+/** The content of a file built from the client file rather than from a template. */
+type BuiltContent = "appEnv" | "s3Credentials" | "appSecrets" | "authorizedKeys" | "gitDeployKey";
+
+/** A declared file with its content, as it lands on a server. */
+export interface ServerFile extends Omit<FileDeclaration, "source" | "when"> {
+  readonly content: string;
 }
 
 /**
@@ -62,7 +83,7 @@ export interface ServerFile {
  */
 export const LITESTREAM_MONITOR_INTERVAL_MS = 100;
 
-/** Server-side scripts, installed into LAYOUT.libDir. */
+/** Server-side scripts, installed into LAYOUT.libDir (0755). Read afresh by every run: a change needs nothing. */
 export const SCRIPTS = [
   "bootstrap.sh",
   "mount-volume.sh",
@@ -77,17 +98,65 @@ export const SCRIPTS = [
   "restore-drill.sh",
 ] as const;
 
-/** systemd units, installed into /etc/systemd/system. */
-export const UNITS = [
-  "kit-bootstrap.service",
-  "app@.service",
-  "litestream.service",
-  "db-restore.service",
-  "fallback-backup.service",
-  "fallback-backup.timer",
-  "restore-drill.service",
-  "restore-drill.timer",
-] as const;
+/** systemd units, installed into LAYOUT.unitDir, each with how it comes to run. */
+export const UNITS: Readonly<Record<string, Activation>> = {
+  [LAYOUT.units.bootstrap]: { by: "cloud-init" },
+  [LAYOUT.units.app]: { by: "bootstrap-step" },
+  [LAYOUT.units.litestream]: { by: "bootstrap-step" },
+  [LAYOUT.units.restore]: { by: "bootstrap-step" },
+  [LAYOUT.units.fallbackBackup]: { by: "timer", timer: LAYOUT.units.fallbackBackupTimer },
+  [LAYOUT.units.fallbackBackupTimer]: { by: "enabled-now" },
+  [LAYOUT.units.drill]: { by: "timer", timer: LAYOUT.units.drillTimer },
+  [LAYOUT.units.drillTimer]: { by: "enabled-now" },
+};
+
+const declare = (path: string, source: FileDeclaration["source"], onChange: readonly Effect[], extra: Partial<FileDeclaration> = {}): FileDeclaration => ({
+  path,
+  source,
+  mode: "0644",
+  secret: false,
+  early: false,
+  onChange,
+  atFirstBoot: [],
+  ...extra,
+});
+const sshdReload = reload(LAYOUT.units.ssh, "sshd -t");
+const litestreamRestart = tryRestart(LAYOUT.units.litestream);
+
+/**
+ * Every file the kit puts on a server, each declared once: path, content, mode, secrecy and what it needs
+ * when it changes. cloud-init writes them at first boot; scripts/deploy.ts pushes the same list later; the
+ * bootstrap's and the push's commands are assembled from these declarations (effects.ts).
+ */
+export const SERVER_FILES: readonly FileDeclaration[] = [
+  declare(LAYOUT.kitEnvFile, { template: "config/kit.env", quote: "env" }, [none("read afresh by every script and unit start")]),
+  declare(LAYOUT.appEnvFile, { built: "appEnv" }, [appStart]),
+  declare(LAYOUT.s3CredentialsFile, { built: "s3Credentials" }, [litestreamRestart], { mode: "0600", secret: true }),
+  declare(LAYOUT.appSecretsFile, { built: "appSecrets" }, [appStart], { mode: "0600", secret: true }),
+  declare(LAYOUT.litestreamConfig, { template: "config/litestream.yml" }, [litestreamRestart]),
+  // Caddy's package starts Caddy on its default file before the bootstrap: the first boot restarts it on ours.
+  declare(LAYOUT.caddyfile, { template: "config/Caddyfile" }, [reload(LAYOUT.units.caddy)], { atFirstBoot: [{ kind: "restart", unit: LAYOUT.units.caddy }] }),
+  declare(`${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`, { built: "authorizedKeys" }, [none("sshd reads it at every login")], { early: true }),
+  declare(LAYOUT.sshdConfig, { template: "config/sshd-hardening.conf" }, [sshdReload], { early: true, atFirstBoot: [sshdReload] }),
+  declare(LAYOUT.aptAutoUpgrades, { template: "config/20auto-upgrades" }, [none("apt's timers read it at every run")]),
+  ...Object.entries(UNITS).map(([unit, activation]) => declare(`${LAYOUT.unitDir}/${unit}`, { template: `systemd/${unit}` }, [daemonReload], { activation })),
+  ...SCRIPTS.map((script) => declare(`${LAYOUT.libDir}/${script}`, { template: `scripts/${script}` }, [none("read afresh by every run")], { mode: "0755" })),
+  declare(LAYOUT.gitDeployKeyFile, { built: "gitDeployKey" }, [none("read by every fetch of a release")], {
+    mode: "0600",
+    secret: true,
+    when: (env, server) => env.app.privateRepo && server.gitDeployKey !== undefined,
+  }),
+];
+
+/** Shell commands of the first boot's effects (bootstrap.sh's last step), once each, in declaration order. */
+export function firstBootCommands(files: readonly Pick<FileDeclaration, "atFirstBoot">[] = SERVER_FILES): string {
+  return [...new Set(files.flatMap((f) => f.atFirstBoot.map(effectCommand)).filter(Boolean))].join("\n");
+}
+
+/** Units enabled and started at the end of the first boot and by every push (the timers). */
+export function enabledNowUnits(): string[] {
+  return Object.entries(UNITS).filter(([, a]) => a.by === "enabled-now").map(([unit]) => unit);
+}
 
 /** The values every template may use: the layout plus this environment's settings. */
 export function templateValues(env: ResolvedEnvironment, server: ServerValues, overrides: RenderOverrides = {}): Record<string, TemplateValue> {
@@ -137,6 +206,8 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     appRepo: overrides.repoUrl ?? env.app.repo,
     appRef: env.app.ref,
     appPort: env.app.port,
+    /** The slot Caddy proxies to. */
+    activePort: server.activePort ?? env.app.port,
     healthPath: env.app.healthPath,
     migrateTask: env.app.tasks.migrate,
     startTask: env.app.tasks.start,
@@ -158,6 +229,25 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     litestreamSha256: litestream.sha256,
     litestreamVersion: litestream.version,
     litestreamPathInTarball: litestream.pathInTarball,
+    stateDir: LAYOUT.stateDir,
+    runDir: LAYOUT.runDir,
+    unitDir: LAYOUT.unitDir,
+    caddyfile: LAYOUT.caddyfile,
+    sshdConfig: LAYOUT.sshdConfig,
+    aptAutoUpgrades: LAYOUT.aptAutoUpgrades,
+    binDir: LAYOUT.binDir,
+    restoreUnit: LAYOUT.units.restore,
+    litestreamUnit: LAYOUT.units.litestream,
+    bootstrapUnit: LAYOUT.units.bootstrap,
+    drillUnit: LAYOUT.units.drill,
+    fallbackBackupUnit: LAYOUT.units.fallbackBackup,
+    caddyUnit: LAYOUT.units.caddy,
+    sshUnit: LAYOUT.units.ssh,
+    // The bootstrap's derived steps (from SERVER_FILES, UNITS and DIRECTORIES): directories, the timers, the
+    // first boot's effects of package configs.
+    createDirectories: directoryCommands(DIRECTORIES).join("\n"),
+    enabledNowUnits: enabledNowUnits().join(" "),
+    firstBootCommands: firstBootCommands(),
     drillPingUrl: env.drill.pingUrl ?? "",
     drillOnCalendar: env.drill.onCalendar,
     // How long a drill waits for its sentinel to reach the replica before it fails.
@@ -172,44 +262,24 @@ export function envFileLines(entries: Readonly<Record<string, string>>): string 
     .join("");
 }
 
-/**
- * Every file the kit puts on a server, rendered from the templates. cloud-init writes them at first boot;
- * scripts/deploy.ts pushes the same list later. This is the only place that maps templates to paths.
- */
+/** Every file the kit puts on this server (SERVER_FILES), rendered: what cloud-init writes and deploy.ts pushes. */
 export function serverFiles(env: ResolvedEnvironment, server: ServerValues, overrides: RenderOverrides = {}): ServerFile[] {
   const values = templateValues(env, server, overrides);
-  const file = (path: string, content: string, mode: ServerFile["mode"] = "0644", extra: Partial<ServerFile> = {}): ServerFile => ({
-    path,
-    content,
-    mode,
-    secret: false,
-    afterPackages: false,
-    ...extra,
-  });
-  const secret = (path: string, content: string): ServerFile => file(path, content, "0600", { secret: true });
-
-  const files: ServerFile[] = [
-    file(LAYOUT.kitEnvFile, renderTemplate("config/kit.env", values, envQuote)),
-    file(LAYOUT.appEnvFile, `# ${LAYOUT.appEnvFile}: the app's non-secret environment (app.env in the client file).\n${envFileLines(env.app.env)}`),
-    secret(LAYOUT.s3CredentialsFile, envFileLines({
-      AWS_ACCESS_KEY_ID: server.s3Credentials.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: server.s3Credentials.secretAccessKey,
-    })),
-    secret(LAYOUT.appSecretsFile, envFileLines(Object.fromEntries(env.app.secrets.map((name) => [name, server.appSecrets[name] ?? ""])))),
-    file(LAYOUT.litestreamConfig, renderTemplate("config/litestream.yml", values)),
-    file(LAYOUT.caddyfile, renderTemplate("config/Caddyfile", { ...values, appPort: server.activePort ?? env.app.port }), "0644", { afterPackages: true }),
-    file(
-      `${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`,
+  const built: Record<BuiltContent, () => string> = {
+    appEnv: () => `# ${LAYOUT.appEnvFile}: the app's non-secret environment (app.env in the client file).\n${envFileLines(env.app.env)}`,
+    s3Credentials: () =>
+      envFileLines({ AWS_ACCESS_KEY_ID: server.s3Credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: server.s3Credentials.secretAccessKey }),
+    appSecrets: () => envFileLines(Object.fromEntries(env.app.secrets.map((name) => [name, server.appSecrets[name] ?? ""]))),
+    authorizedKeys: () =>
       `# ${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}: who may log in (sshKeys in the client file; rewritten by scripts/deploy.ts).\n` +
-        env.sshKeys.map((key) => `${key.publicKey.trim()}\n`).join(""),
-    ),
-    file("/etc/ssh/sshd_config.d/10-kit.conf", renderTemplate("config/sshd-hardening.conf", values)),
-    file("/etc/apt/apt.conf.d/20auto-upgrades", renderTemplate("config/20auto-upgrades", values)),
-    ...UNITS.map((unit) => file(`/etc/systemd/system/${unit}`, renderTemplate(`systemd/${unit}`, values))),
-    ...SCRIPTS.map((script) => file(`${LAYOUT.libDir}/${script}`, renderTemplate(`scripts/${script}`, values), "0755")),
-  ];
-  if (env.app.privateRepo && server.gitDeployKey !== undefined) {
-    files.push(secret(LAYOUT.gitDeployKeyFile, `${server.gitDeployKey.trimEnd()}\n`));
-  }
-  return files;
+      env.sshKeys.map((key) => `${key.publicKey.trim()}\n`).join(""),
+    gitDeployKey: () => `${(server.gitDeployKey ?? "").trimEnd()}\n`,
+  };
+  return SERVER_FILES.filter((file) => file.when?.(env, server) ?? true).map(({ source, when: _when, ...file }) => ({
+    ...file,
+    content:
+      "built" in source
+        ? built[source.built]()
+        : renderTemplate(source.template, values, source.quote === "env" ? envQuote : undefined),
+  }));
 }

@@ -6,13 +6,13 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
 import { parse } from "yaml";
 import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData } from "../cloud-init/render";
 import { envFileLines, SCRIPTS, serverFiles, UNITS } from "../cloud-init/server-files";
 import { renderTemplate } from "../cloud-init/template";
 import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "./support/environments";
+import { bundleText, landedFiles } from "./support/user-data";
 
 let scratch: string;
 beforeAll(() => {
@@ -39,15 +39,33 @@ describe.each(shippedEnvironments().map((env) => env.stackName))("user data of %
     expect(result.status).toBe(0);
   });
 
-  test("fits Hetzner's 32 KiB user data limit (DigitalOcean allows 64 KiB)", () => {
-    expect(Buffer.byteLength(userData)).toBeLessThan(32 * 1024);
+  test("leaves room in Hetzner's 32 KiB user data cap (DigitalOcean allows 64 KiB): printed, fails at 90 %", () => {
+    const cap = 32 * 1024;
+    const size = Buffer.byteLength(userData);
+    const largest = [...landedFiles(userData)]
+      .map(([path, file]) => ({ path, bytes: Buffer.byteLength(file.content) }))
+      .sort((a, b) => b.bytes - a.bytes)
+      .slice(0, 5)
+      .map((f) => `${f.path} ${f.bytes} B`);
+    const bundled = Buffer.byteLength(bundleText(userData));
+    console.log(
+      `${stackName}: user data ${size} B = ${((100 * size) / cap).toFixed(1)} % of Hetzner's cap (bundle ${bundled} B before gzip); largest files: ${largest.join(", ")}`,
+    );
+    if (size > 0.9 * cap) throw new Error(`${stackName}: user data is ${size} B, over 90 % of ${cap} B; largest files: ${largest.join(", ")}`);
+    // Where the kit stands: at most half the cap, so the next server files fit.
+    expect(size).toBeLessThanOrEqual(cap / 2);
   });
 });
 
 describe("user data of example-prod", () => {
   const env = shippedEnvironment("example-prod");
   const config = parse(render("example-prod"));
-  const written = (path: string) => config.write_files.find((f: { path: string }) => f.path === path);
+  const landed = landedFiles(render("example-prod"));
+  const written = (path: string) => {
+    const file = landed.get(path);
+    if (!file) throw new Error(`${path} is not in the user data`);
+    return file;
+  };
 
   test("SSH: keys only, no root, no passwords, a non-root deploy user with the configured keys", () => {
     expect(config.ssh_pwauth).toBe(false);
@@ -68,7 +86,10 @@ describe("user data of example-prod", () => {
     const sshd = written("/etc/ssh/sshd_config.d/10-kit.conf").content;
     expect(sshd).toMatch(new RegExp(`^AuthorizedKeysFile ${LAYOUT.authorizedKeysDir}/%u$`, "m"));
     const keys = written(`${LAYOUT.authorizedKeysDir}/deploy`);
-    expect(keys).toMatchObject({ owner: "root:root", permissions: "0644" });
+    // Written at cloud-init's init stage, before sshd first starts.
+    expect(keys).toMatchObject({ permissions: "0644", via: "entry" });
+    expect(keys.entry?.owner).toBeUndefined(); // cloud-init's default: root:root
+    expect(keys.entry?.defer).toBeUndefined();
     const listed = (text: string) => text.split("\n").filter((line) => line && !line.startsWith("#"));
     expect(listed(keys.content)).toEqual(env.sshKeys.map((k) => k.publicKey.trim()));
     // deploy.ts pushes serverFiles: the same file, rendered from the client file as it is now.
@@ -88,11 +109,11 @@ describe("user data of example-prod", () => {
 
   test("credentials are in 0600 root files, base64-encoded, never in plain text in the user data", () => {
     const s3 = written(LAYOUT.s3CredentialsFile);
-    expect(s3).toMatchObject({ owner: "root:root", permissions: "0600", encoding: "b64" });
-    expect(Buffer.from(s3.content, "base64").toString()).toBe(
+    expect(s3).toMatchObject({ permissions: "0600", via: "entry", entry: { encoding: "b64" } });
+    expect(s3.content).toBe(
       "AWS_ACCESS_KEY_ID=AKIAEXAMPLEEXAMPLE00\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n",
     );
-    expect(written(LAYOUT.appSecretsFile)).toMatchObject({ permissions: "0600", encoding: "b64" });
+    expect(written(LAYOUT.appSecretsFile)).toMatchObject({ permissions: "0600", entry: { encoding: "b64" } });
     expect(render("example-prod")).not.toContain("wJalrXUtnFEMI");
   });
 
@@ -160,11 +181,11 @@ describe("user data of example-prod", () => {
   });
 
   test("Caddy serves the domain (automatic HTTPS), or plain :80 when there is none", () => {
-    expect(written(LAYOUT.caddyfile)).toMatchObject({ defer: true });
+    // Written by the bundle in runcmd, after Caddy's package is installed.
+    expect(written(LAYOUT.caddyfile)).toMatchObject({ via: "bundle" });
     expect(written(LAYOUT.caddyfile).content).toMatch(/^app\.example-client\.com \{$/m);
     expect(written(LAYOUT.caddyfile).content).toContain("reverse_proxy 127.0.0.1:8000");
-    const staging = parse(render("example-staging"));
-    expect(staging.write_files.find((f: { path: string }) => f.path === LAYOUT.caddyfile).content).toMatch(/^:80 \{$/m);
+    expect(landedFiles(render("example-staging")).get(LAYOUT.caddyfile)?.content).toMatch(/^:80 \{$/m);
   });
 
   test("the pinned artifacts are downloaded with their sha256; a mirror can override the URL", () => {
@@ -176,21 +197,22 @@ describe("user data of example-prod", () => {
     expect(mirrored.find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("DENO_URL=http://127.0.0.1:8080/deno.tgz");
   });
 
-  test("scripts travel gzip+base64 and decode to exactly the rendered templates", () => {
+  test("every server file lands exactly as rendered, with its mode: the bundle, run for real, writes the same files", () => {
     const files = serverFiles(env, concreteServerValues(env));
-    for (const script of SCRIPTS) {
-      const entry = written(`${LAYOUT.libDir}/${script}`);
-      expect(entry).toMatchObject({ encoding: "gz+b64", permissions: "0755" });
-      const decoded = gunzipSync(Buffer.from(entry.content, "base64")).toString("utf8");
-      expect(decoded).toBe(files.find((f) => f.path === `${LAYOUT.libDir}/${script}`)!.content);
-    }
+    expect([...landed.keys()].sort()).toEqual(files.map((f) => f.path).sort());
+    for (const file of files) expect(written(file.path)).toMatchObject({ content: file.content, permissions: file.mode });
+    // Only secrets (encoded at apply time) and sshd's files travel outside the gzip'd bundle.
+    const outside = files.filter((f) => written(f.path).via === "entry").map((f) => f.path);
+    expect(outside.sort()).toEqual(files.filter((f) => f.secret || f.early).map((f) => f.path).sort());
   });
 
-  test("runcmd starts the bootstrap unit, so a failure shows in `systemctl --failed`", () => {
+  test("runcmd writes the bundle, then starts the bootstrap unit, so a failure shows in `systemctl --failed`", () => {
     expect(config.runcmd).toEqual([
+      ["bash", LAYOUT.firstBootBundle],
       ["systemctl", "daemon-reload"],
       expect.stringMatching(/^systemctl start kit-bootstrap.service \|\| /),
     ]);
+    expect(config.write_files.find((f: { path: string }) => f.path === LAYOUT.firstBootBundle)).toMatchObject({ encoding: "gz+b64", permissions: "0700" });
   });
 });
 
@@ -234,15 +256,15 @@ describe("server scripts", () => {
   });
 
   test("every unit template renders with the layout's values (no stray placeholder)", () => {
-    for (const unit of UNITS) {
+    for (const unit of Object.keys(UNITS)) {
       const content = files.find((f) => f.path === `/etc/systemd/system/${unit}`)!.content;
       expect(content).not.toMatch(/\{\{|\}\}/);
     }
   });
 
   test("a template placeholder without a value is an error, not an empty setting", () => {
-    expect(() => renderTemplate("config/Caddyfile", { siteAddress: ":80" })).toThrow("template config/Caddyfile: no value for {{appPort}}");
-    expect(renderTemplate("config/Caddyfile", { siteAddress: ":80", appPort: 8000 })).toContain("127.0.0.1:8000");
+    expect(() => renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile })).toThrow("template config/Caddyfile: no value for {{activePort}}");
+    expect(renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, activePort: 8000 })).toContain("127.0.0.1:8000");
   });
 });
 

@@ -8,11 +8,11 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parse } from "yaml";
 import { renderUserData } from "../cloud-init/render";
 import { hetznerVolumeDevice } from "../stacks/server/hetzner";
 import { base64, concreteServerValues, shippedEnvironment } from "./support/environments";
-import { type SynthesizedStack, synthesize } from "./support/synth";
+import { landedFiles } from "./support/user-data";
+import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth";
 
 const env = shippedEnvironment("examplehz-prod");
 const ref = (type: string) => new RegExp(`^\\$\\{${type}\\.[A-Za-z0-9_]+\\.id\\}$`);
@@ -24,7 +24,8 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
   });
 
   test("matches its snapshot", () => {
-    expect(stack.json).toMatchSnapshot();
+    expect(readableSnapshot(stack.json)).toMatchSnapshot();
+    expect(JSON.stringify(readableSnapshot(stack.json))).toContain("put /usr/local/lib/kit/bootstrap.sh 0755");
   });
 
   describe("data is never destroyed by Terraform", () => {
@@ -191,7 +192,7 @@ describe("user data of examplehz-prod with concrete values (what the server rece
   });
 
   test("kit.env names the Hetzner device path, unquoted", () => {
-    const kitEnv = parse(userData).write_files.find((f: { path: string }) => f.path === "/etc/kit/kit.env").content;
+    const kitEnv = landedFiles(userData).get("/etc/kit/kit.env")!.content;
     expect(kitEnv).toMatch(/^VOLUME_DEVICE=\/dev\/disk\/by-id\/scsi-0HC_Volume_101234567$/m);
   });
 

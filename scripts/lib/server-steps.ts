@@ -7,8 +7,9 @@
  * sources: the server describes itself, rendered from cloud-init/layout.ts.
  */
 import { LAYOUT, appUnit } from "../../cloud-init/layout";
-import type { ServerFile } from "../../cloud-init/server-files";
-import { bash, join, raw, type Script, step, type Step } from "./shell";
+import { DIRECTORIES, directoryCommands, effectCommand, effectOrder } from "../../cloud-init/effects";
+import { enabledNowUnits, type ServerFile } from "../../cloud-init/server-files";
+import { bash, join, quote, raw, type Script, step, type Step } from "./shell";
 
 /** Server paths the builders use beyond kit.env (tests point them into a temp dir). */
 export interface ServerPaths {
@@ -75,10 +76,41 @@ export function unlock(paths: ServerPaths = SERVER): Step {
 }
 
 /**
- * Writes files that differ from what the server has (atomically: temp file + rename), then reloads what
- * they belong to. Each changed file is named on stderr with its changed lines (`- old`, `+ new`, at most
- * 20), except secret files: those are named only, and their display shows the size, never the contents.
- * Prints each changed path on stdout.
+ * The commands a push runs after writing: each changed file's declared effects (server-files.ts), once
+ * each, daemon-reload first; then the declared directories (on the volume only where it is mounted) and
+ * the timers, so a server bootstrapped by an older kit gains what this one added.
+ */
+export function afterPush(files: readonly ServerFile[]): Script {
+  const byCommand = new Map<string, { order: number; paths: string[] }>();
+  for (const file of files) {
+    for (const effect of file.onChange) {
+      const command = effectCommand(effect);
+      if (!command) continue;
+      const entry = byCommand.get(command) ?? { order: effectOrder(effect), paths: [] };
+      entry.paths.push(file.path);
+      byCommand.set(command, entry);
+    }
+  }
+  const effects = [...byCommand].sort(([, a], [, b]) => a.order - b.order).map(([command, { paths }]) => `if has ${paths.map(quote).join(" ")}; then ${command}; fi`);
+  const onVolume = DIRECTORIES.filter((d) => d.onVolume);
+  const text = [
+      ...effects,
+      `if [ -d "$DB_DIR" ]; then`,
+      ...directoryCommands(onVolume).map((line) => `  ${line}`),
+      `else`,
+      `  echo "kit: $VOLUME_MOUNT does not hold $DB_DIR (is the data volume mounted?): its directories were not created" >&2`,
+      `fi`,
+      ...directoryCommands(DIRECTORIES.filter((d) => !d.onVolume)),
+      `systemctl enable --quiet --now ${enabledNowUnits().join(" ")}`,
+    ].join("\n");
+  return { text, display: text };
+}
+
+/**
+ * Writes files that differ from what the server has (atomically: temp file + rename), then runs what their
+ * declarations say a change needs (afterPush). Each changed file is named on stderr with its changed lines
+ * (`- old`, `+ new`, at most 20), except secret files: those are named only, and their display shows the
+ * size, never the contents. Prints each changed path on stdout.
  */
 export function pushFiles(files: readonly ServerFile[], paths: ServerPaths = SERVER): Step {
   // The display shows sizes, not contents (and never a secret's).
@@ -86,7 +118,6 @@ export function pushFiles(files: readonly ServerFile[], paths: ServerPaths = SER
     text: bash`put ${file.path} ${file.mode} ${file.secret ? "secret" : "plain"} ${Buffer.from(file.content).toString("base64")}`.text,
     display: `put ${file.path} ${file.mode} <${Buffer.byteLength(file.content)} bytes${file.secret ? ", secret" : ""}>`,
   }));
-  const units = `/etc/systemd/system/*`;
   return step(
     `push configuration (${files.length} files)`,
     join(
@@ -105,18 +136,12 @@ put() {
   chmod "$2" "$tmp" && chown root:root "$tmp" && mv -f "$tmp" "$1"
   changed+=("$1")
 }
-# has PATTERN: was a file matching PATTERN (a glob, unquoted on purpose) changed?
-# shellcheck disable=SC2053
-has() { local p; for p in "\${changed[@]}"; do [[ $p == $1 ]] && return 0; done; return 1; }`,
+# has PATH...: was one of these files changed?
+has() { local p q; for q in "$@"; do for p in "\${changed[@]}"; do [[ $p == "$q" ]] && return 0; done; done; return 1; }`,
       ...puts,
       source(paths),
-      bash`install -d -o "$APP_USER" -g "$APP_USER" -m 0750 "$SCRATCH_DIR" "$DRILL_DIR" "$ASIDE_DIR"
-if has ${raw(`'${units}'`)}; then systemctl daemon-reload; fi
-if has ${LAYOUT.litestreamConfig} || has ${LAYOUT.s3CredentialsFile}; then systemctl try-restart ${LAYOUT.units.litestream}; fi
-if has ${paths.caddyfile}; then systemctl reload caddy.service; fi
-if has '/etc/ssh/sshd_config.d/*'; then sshd -t && systemctl reload ssh.service; fi
-systemctl enable --quiet --now ${LAYOUT.units.fallbackBackupTimer} ${LAYOUT.units.drillTimer}
-printf '%s\\n' "\${changed[@]}"`,
+      afterPush(files),
+      bash`printf '%s\\n' "\${changed[@]}"`,
     ),
   );
 }

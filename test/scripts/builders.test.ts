@@ -31,8 +31,8 @@ describe("shell text", () => {
     steps.inspect([8000, 8001]), steps.lock("me"), steps.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.schemaVersion(),
     steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(),
     steps.restoreToScratch({ kind: "replica" }), steps.restoreToScratch({ kind: "replica", timestamp: "2026-03-14T14:04:00Z" }), steps.restoreToScratch({ kind: "fallback" }), steps.restoreToScratch({ kind: "file", path: "/mnt/data/aside/x.sqlite3" }), steps.runDrill(),
-    steps.pushFiles([{ path: "/etc/litestream.yml", mode: "0644", content: "dbs: []\n", secret: false, afterPackages: false }]),
-    steps.switchUpstream({ path: LAYOUT.caddyfile, mode: "0644", content: ":80 {\n}\n", secret: false, afterPackages: false }, 8001),
+    steps.pushFiles([{ path: "/etc/litestream.yml", mode: "0644", content: "dbs: []\n", secret: false, early: false, onChange: [], atFirstBoot: [] }]),
+    steps.switchUpstream({ path: LAYOUT.caddyfile, mode: "0644", content: ":80 {\n}\n", secret: false, early: false, onChange: [], atFirstBoot: [] }, 8001),
     steps.replaceDatabase("/mnt/data/aside/pre-deploy-x.sqlite3", "failed-deploy", "copy", 8000, [8000, 8001], 60),
     steps.removeScratch("/mnt/data/scratch/x.sqlite3"),
   ];
@@ -106,7 +106,7 @@ describe("deploy steps", () => {
     expect(push.script.text).toMatch(/^put \/etc\/app\/secrets\.env 0600 secret /m);
     expect(push.script.text).toMatch(/^put \/etc\/litestream\.yml 0644 plain /m);
     expect(files.filter((f) => f.secret).map((f) => f.path).sort()).toEqual(["/etc/app/secrets.env", "/etc/kit/s3.env"]);
-    expect(push.script.text).toContain("if has /etc/litestream.yml || has /etc/kit/s3.env; then systemctl try-restart litestream.service; fi");
+    expect(push.script.text).toContain("if has /etc/kit/s3.env /etc/litestream.yml; then systemctl try-restart litestream.service; fi");
     expect(push.script.text).toContain("systemctl enable --quiet --now fallback-backup.timer restore-drill.timer");
   });
 });

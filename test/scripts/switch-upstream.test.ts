@@ -22,7 +22,7 @@ function switchWithReload(reloadExit: number) {
   chmodSync(join(dir, "bin", "systemctl"), 0o755);
   const caddyfile = join(dir, "Caddyfile");
   writeFileSync(caddyfile, "old config -> 127.0.0.1:8000\n");
-  const step = steps.switchUpstream({ path: LAYOUT.caddyfile, content: "new config -> 127.0.0.1:8001\n", mode: "0644", secret: false, afterPackages: false }, 8001, {
+  const step = steps.switchUpstream({ path: LAYOUT.caddyfile, content: "new config -> 127.0.0.1:8001\n", mode: "0644", secret: false, early: false, onChange: [], atFirstBoot: [] }, 8001, {
     kitEnvFile: join(dir, "kit.env"),
     libDir: join(dir, "lib"),
     caddyfile,

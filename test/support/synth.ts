@@ -1,5 +1,6 @@
 import { App, Testing } from "cdktf";
 import { rmSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { AGENCY } from "../../app/agency";
 import type { AgencySettings, ResolvedEnvironment } from "../../app/config/types";
 import { ClientStack } from "../../stacks/client-stack";
@@ -37,4 +38,19 @@ export function synthesize(env: ResolvedEnvironment, agency: AgencySettings = AG
       return all[0];
     },
   };
+}
+
+/**
+ * The stack as a snapshot should show it: each user data's gzip'd bundle replaced by its text, so that a
+ * template change shows as a text diff of that file, not as an opaque blob.
+ */
+export function readableSnapshot(json: Record<string, any>): Record<string, any> {
+  return JSON.parse(JSON.stringify(json), (key, value) =>
+    key === "user_data" && typeof value === "string"
+      ? value.replace(/^( +)content: (H4sI[A-Za-z0-9+/=]+)$/m, (_, indent: string, blob: string) => {
+          const text = gunzipSync(Buffer.from(blob, "base64")).toString("utf8");
+          return `${indent}content: <gzip+base64 of these ${Buffer.byteLength(text)} bytes>\n${text.replace(/^/gm, `${indent}  | `)}`;
+        })
+      : value,
+  );
 }

@@ -1,5 +1,5 @@
 #!/bin/bash
-# First-boot bootstrap (kit-bootstrap.service, started by cloud-init). Each step says what it does; any
+# First-boot bootstrap ({{bootstrapUnit}}, started by cloud-init). Each step says what it does; any
 # failure stops here, leaves the unit failed (`systemctl --failed`) and names what to do.
 set -euo pipefail
 # shellcheck source=/dev/null
@@ -11,15 +11,15 @@ step() {
   echo "kit-bootstrap: $current"
 }
 # Every step is safe to run again, so the one fix for any failure is: remove the cause, rerun the unit.
-trap 'echo "kit-bootstrap: FAILED at $current. Fix the cause above, then rerun the bootstrap: sudo systemctl restart kit-bootstrap.service" >&2' ERR
+trap 'echo "kit-bootstrap: FAILED at $current. Fix the cause above, then rerun the bootstrap: sudo systemctl restart {{bootstrapUnit}}" >&2' ERR
 
 step 1 "mounting the data volume $VOLUME_DEVICE at $VOLUME_MOUNT"
 "$lib/mount-volume.sh"
 "$lib/require-volume.sh"
 
 step 2 "creating directories"
-install -d -o "$APP_USER" -g "$APP_USER" -m 0750 "$DB_DIR" "$BACKUP_DIR" "$ASIDE_DIR" "$SCRATCH_DIR" "$DRILL_DIR"
-install -d -m 0755 "$RELEASES_DIR" "$SLOTS_DIR" "$(dirname "$BOOTSTRAP_DONE_FILE")"
+# The kit's directories (cloud-init/effects.ts: DIRECTORIES)
+{{createDirectories}}
 
 step 3 "installing deno $DENO_VERSION and litestream $LITESTREAM_VERSION"
 "$lib/install-artifact.sh" deno
@@ -31,10 +31,10 @@ ln -sfn "$release" "$SLOTS_DIR/$APP_PORT"
 
 step 5 "restoring the database from S3 if the volume holds none"
 systemctl daemon-reload
-systemctl enable --quiet db-restore.service
-if ! systemctl start db-restore.service; then
+systemctl enable --quiet {{restoreUnit}}
+if ! systemctl start {{restoreUnit}}; then
   # Its reason is in its own journal: repeat it here, where the operator (and cloud-init's log) looks.
-  journalctl -u db-restore.service --no-pager -o cat -n 20 >&2
+  journalctl -u {{restoreUnit}} --no-pager -o cat -n 20 >&2
   false
 fi
 
@@ -49,13 +49,13 @@ fi
 "$lib/run-task.sh" "$release" "$APP_MIGRATE_TASK"
 
 step 7 "starting litestream and the app on 127.0.0.1:$APP_PORT"
-systemctl enable --quiet --now litestream.service "app@$APP_PORT.service"
+systemctl enable --quiet --now {{litestreamUnit}} "app@$APP_PORT.service"
 "$lib/wait-healthy.sh" "$APP_PORT"
 
-step 8 "starting Caddy, the fallback backup and restore drill timers; reloading sshd"
-systemctl restart caddy.service
-systemctl enable --quiet --now fallback-backup.timer restore-drill.timer
-sshd -t && systemctl reload ssh.service
+step 8 "starting the timers ({{enabledNowUnits}}); Caddy and sshd on the kit's files"
+systemctl enable --quiet --now {{enabledNowUnits}}
+# What the first boot does with the packages' config files (cloud-init/server-files.ts: atFirstBoot)
+{{firstBootCommands}}
 
 echo "$release" >"$BOOTSTRAP_DONE_FILE"
 echo "kit-bootstrap: done; serving $release"

@@ -13,8 +13,8 @@ case "$name" in
   *) echo "kit: unknown artifact '$name' (deno or litestream)" >&2; exit 2 ;;
 esac
 
-mkdir -p /run/kit
-work=$(mktemp -d /run/kit/install.XXXXXX)
+mkdir -p {{runDir}}
+work=$(mktemp -d {{runDir}}/install.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 echo "kit: downloading $name $version from $url"
@@ -31,5 +31,5 @@ if [ "$actual" != "$sha256" ]; then
 fi
 
 tar -xzf "$work/$name.tgz" -C "$work" "$inner"
-install -m 0755 "$work/$inner" "/usr/local/bin/$name"
-echo "kit: installed $name $version (sha256 $sha256) at /usr/local/bin/$name"
+install -m 0755 "$work/$inner" "{{binDir}}/$name"
+echo "kit: installed $name $version (sha256 $sha256) at {{binDir}}/$name"

@@ -7,7 +7,7 @@ set -euo pipefail
 # Never create the database: on a server whose first boot stopped before the restore, an empty file here
 # would later be taken for the client's data (restore-on-boot keeps a database that exists).
 if [ ! -e "$DB_FILE" ]; then
-  echo "kit-drill: FAILED: no database at $DB_FILE (has the first boot finished? see: systemctl status kit-bootstrap.service); nothing was written" >&2
+  echo "kit-drill: FAILED: no database at $DB_FILE (has the first boot finished? see: systemctl status {{bootstrapUnit}}); nothing was written" >&2
   exit 1
 fi
 ms() { date +%s%3N; }

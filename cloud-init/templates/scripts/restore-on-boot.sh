@@ -19,10 +19,10 @@ fi
 
 # How the operator resumes once the cause is fixed.
 if [ -e "$BOOTSTRAP_DONE_FILE" ]; then
-  retry="sudo systemctl restart db-restore.service && sudo systemctl start litestream.service app@$APP_PORT.service"
+  retry="sudo systemctl restart {{restoreUnit}} && sudo systemctl start {{litestreamUnit}} app@$APP_PORT.service"
 else
   # The first boot's bootstrap stopped here: rerunning it also does the steps after the restore.
-  retry="sudo systemctl restart kit-bootstrap.service"
+  retry="sudo systemctl restart {{bootstrapUnit}}"
 fi
 
 # Restore next to the database, check it, and only then move it into place: a restore that fails the check

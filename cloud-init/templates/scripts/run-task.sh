@@ -19,4 +19,4 @@ exec systemd-run --quiet --wait --pipe --collect --service-type=exec \
   --setenv "DATABASE_URL=$DB_FILE" --setenv "DENO_DIR=$DENO_DIR" --setenv DENO_NO_UPDATE_CHECK=1 --setenv NO_COLOR=1 \
   --property CacheDirectory=app --property NoNewPrivileges=yes --property ProtectSystem=strict \
   --property "ReadWritePaths=$DB_DIR" --property ProtectHome=yes --property PrivateTmp=yes \
-  /usr/local/bin/deno task "$task"
+  {{binDir}}/deno task "$task"
