@@ -41,6 +41,9 @@ const list = (values: readonly string[], max = 6): string =>
 export const problem = {
   missing: (what: string, fix: string) => `is required: ${what}. Fix: ${fix}`,
   notString: (value: unknown) => `${show(value)} must be a string`,
+  notBoolean: (value: unknown) => `${show(value)} must be true or false`,
+  notObject: (value: unknown, known: readonly string[]) =>
+    `${show(value)} must be an object with the fields ${list(known, 12)}; see app/clients/example.ts`,
   notInteger: (value: unknown, min: number, max: number) =>
     `${show(value)} must be a whole number from ${min} to ${max}`,
   pattern: (value: unknown, rule: string, example: string) =>

@@ -1,0 +1,315 @@
+/**
+ * Every field of a client environment, declared once: its type, whether it is required, its default, its
+ * check, and its documentation (the JSDoc on the declaration; editors show it on the client file's field).
+ * The client file's types, the resolved environment's type, the known keys and the defaults are derived
+ * from these declarations (./schema.ts); `app/clients/example.ts` mentions each field with its default
+ * (test/config-fields.test.ts). Messages are built in ./errors.ts.
+ *
+ * Adding a field: declare it here (type, default, check, doc), use it (`env.<path>` is typed from here),
+ * mention it in app/clients/example.ts, test its rule in test/config-validation.test.ts.
+ */
+import { isIP } from "node:net";
+import { durationSeconds } from "./checker";
+import { problem } from "./errors";
+import { AWS_REGIONS, PROVIDERS, type ProviderFacts } from "./providers";
+import { field, section, type FieldContext } from "./schema";
+import type { ProviderName, SshKey } from "./types";
+
+/** Environment variables the kit sets for the app itself. */
+const RESERVED_ENV = ["DATABASE_URL", "PORT", "HOST", "DENO_DIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+/** Loopback ports the server already uses (Litestream metrics, Caddy admin). */
+const RESERVED_PORTS = [2019, 9090];
+
+const ENV_VAR = /^[A-Z_][A-Z0-9_]*$/;
+const TASK = /^[A-Za-z0-9][A-Za-z0-9:_-]*$/;
+const GIT_REF = /^(?!-)(?!.*\.\.)[A-Za-z0-9._\/-]+$/;
+const GIT_URL = /^(https:\/\/[^\s]+|ssh:\/\/[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$/;
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+const PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$/;
+
+/** The providers by config name, for `provider`. */
+export const PROVIDER_NAMES = Object.keys(PROVIDERS) as ProviderName[];
+
+/**
+ * An IPv4 or IPv6 CIDR with its prefix length; undefined if it is not one. The length is strict decimal
+ * ("/8", never "/08"), so no spelling of "/0" slips past the whole-internet check.
+ */
+function parseCidr(value: string): { family: 4 | 6; bits: number } | undefined {
+  const [address, bits, ...rest] = value.split("/");
+  if (rest.length > 0 || bits === undefined || !/^(0|[1-9][0-9]{0,2})$/.test(bits) || address.includes("%")) return undefined;
+  const family = isIP(address);
+  const n = Number(bits);
+  if (family === 4 && n <= 32) return { family, bits: n };
+  if (family === 6 && n <= 128) return { family, bits: n };
+  return undefined;
+}
+
+/** The widest SSH range allowed per family: wider ones are not an office or a VPN. */
+const WIDEST_SSH_PREFIX = { 4: 8, 6: 16 } as const;
+
+/**
+ * Where a git URL carries credentials (`https://user:token@…`, `https://token@…`, `ssh://user:password@…`);
+ * undefined if it has none. ssh user names (`ssh://git@…`, `git@host:path`) are not credentials.
+ */
+function urlCredentials(url: string): { shown: string; host: string; path: string } | undefined {
+  const match = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)@([^/?#]*)(.*)$/s.exec(url);
+  if (!match) return undefined;
+  const [, scheme, userinfo, host, path] = match;
+  const ssh = scheme.toLowerCase() === "ssh";
+  if (ssh && !userinfo.includes(":")) return undefined;
+  const shownUserinfo = ssh ? `${userinfo.slice(0, userinfo.indexOf(":"))}:***` : "***";
+  return { shown: `${scheme}://${shownUserinfo}@${host}${path}`, host: host.replace(/:\d*$/, ""), path: path.replace(/^\//, "") };
+}
+
+/** region, size, image: one of the provider's, naming the other provider when the value is one of its. */
+function providerValue(kind: "region" | "size" | "image") {
+  const allowedOf = (facts: ProviderFacts) => (kind === "region" ? facts.regions : kind === "size" ? Object.keys(facts.sizes) : facts.images);
+  return (value: unknown, { check, path, facts }: FieldContext): boolean => {
+    if (!facts) return false;
+    const allowed = allowedOf(facts);
+    if (typeof value === "string" && allowed.includes(value)) return true;
+    // The usual mistake after copying a client file.
+    for (const other of Object.values(PROVIDERS)) {
+      if (!other || other.name === facts.name || typeof value !== "string") continue;
+      if (allowedOf(other).includes(value)) {
+        check.add(path, problem.wrongProviderValue(value, kind, other.title, facts.title, allowed));
+        return false;
+      }
+    }
+    const what = kind === "image" ? `an image the bootstrap is proven on (${facts.title})` : `a ${facts.title} ${kind}`;
+    check.add(path, problem.notOneOf(value, what, allowed));
+    return false;
+  };
+}
+
+/** Lists `name` must not be empty: the field is then required. */
+const nonEmpty = (value: unknown, at: FieldContext, what: string, fix: string): value is unknown[] => {
+  if (Array.isArray(value) && value.length > 0) return true;
+  at.check.add(at.path, problem.empty(what, fix));
+  return false;
+};
+
+const DOMAIN = {
+  /** The site's host name, e.g. `app.acme.example`. Caddy obtains a certificate for it (automatic HTTPS). */
+  name: field.required<string>((value, { check, path }) => {
+    check.string(path, value, HOSTNAME, "must be a lowercase host name", "app.acme.example");
+  }),
+  /**
+   * The DigitalOcean DNS zone that holds `name`, when the domain's DNS is hosted on DigitalOcean.
+   * @default - no DNS records are created; point an A/AAAA record at the stack's `ipv4`/`ipv6` outputs yourself.
+   */
+  digitalOceanZone: field.optional<string>((zone, { check, path, siblings }) => {
+    if (!check.string(path, zone, HOSTNAME, "must be a lowercase DNS zone", "acme.example")) return;
+    const name = siblings.name;
+    if (typeof name !== "string" || !HOSTNAME.test(name)) return;
+    if (name !== zone && !name.endsWith(`.${zone}`)) check.add(path, problem.zoneMismatch(zone, name));
+  }),
+};
+
+const TASKS = {
+  /** The `deno task` that migrates the database, run before each release starts. */
+  migrate: field.defaulted("migrate", (value, { check, path }) => {
+    check.string(path, value, TASK, "must be a deno task name", "migrate");
+  }),
+  /** The `deno task` that starts the app. */
+  start: field.defaulted("start", (value, { check, path }) => {
+    check.string(path, value, TASK, "must be a deno task name", "start");
+  }),
+};
+
+const APP = {
+  /**
+   * Git URL of the app (`https://…`, `ssh://…` or `git@host:path`). No credentials in it (they would be stored
+   * in plaintext): for a private repo use the ssh form with `privateRepo: true`. No single quote (`%27`).
+   */
+  repo: field.required<string>((repo, { check, path }) => {
+    const credentials = typeof repo === "string" ? urlCredentials(repo) : undefined;
+    if (credentials) {
+      const sshUrl = credentials.host && credentials.path ? `git@${credentials.host}:${credentials.path}` : "git@github.com:agency/acme-app.git";
+      check.add(path, problem.credentialsInUrl(credentials.shown, sshUrl));
+    } else if (check.string(path, repo, GIT_URL, "must be a git URL over https or ssh", "https://github.com/agency/acme-app.git")) {
+      check.envSafe(path, repo, "percent-encode it as %27 in the URL");
+    }
+  }),
+  /** Branch, tag or commit to deploy at first boot. */
+  ref: field.defaulted("main", (value, { check, path }) => {
+    check.string(path, value, GIT_REF, "must be a branch, tag or commit", "main");
+  }),
+  /**
+   * Port the app listens on (loopback only; Caddy proxies to it). The deploy script also uses `port + 1`
+   * to start a new release beside the old one.
+   */
+  port: field.defaulted(8000, (port, { check, path }) => {
+    if (check.integer(path, port, 1024, 65000) && RESERVED_PORTS.some((p) => p === port || p === port + 1)) {
+      check.add(path, problem.reserved(String(port), `the server uses ${RESERVED_PORTS.join(" and ")} (and the deploy script needs port + 1); pick e.g. 8000`));
+    }
+  }),
+  /** Path that answers 200 when the app is healthy. */
+  healthPath: field.defaulted("/healthz", (value, { check, path }) => {
+    check.string(path, value, /^\/[A-Za-z0-9._~\/-]*$/, "must be a URL path starting with /", "/healthz");
+  }),
+  /** `deno task` names. */
+  tasks: section.defaulted(TASKS),
+  /** Non-secret environment for the app (`/etc/app/app.env`). Values are one line, without a single quote. */
+  env: field.defaulted<Readonly<Record<string, string>>>({}, (env, { check, path }) => {
+    for (const [key, value] of Object.entries(env as object)) {
+      const at = `${path}.${key}`;
+      if (!ENV_VAR.test(key)) check.add(at, problem.pattern(key, "is not an environment variable name (UPPER_SNAKE_CASE)", "LOG_LEVEL"));
+      else if (RESERVED_ENV.includes(key)) check.add(at, problem.reserved(key, "the kit sets it for the app"));
+      if (typeof value !== "string" || /[\n\r]/.test(value)) check.add(at, problem.pattern(value, "must be a one-line string", "info"));
+      else check.envSafe(at, value, "remove it, or write a typographic apostrophe (’) instead");
+    }
+  }),
+  /**
+   * Names of secret environment variables. Their values never live in the repo or the synthesized
+   * Terraform: each becomes a sensitive Terraform variable `secret_<NAME>` (set `TF_VAR_secret_<NAME>`
+   * when deploying) and lands in `/etc/app/secrets.env` (0600).
+   */
+  secrets: field.defaulted<readonly string[]>([], (secrets, { check, path, siblings }) => {
+    (secrets as readonly unknown[]).forEach((name, i) => {
+      const at = `${path}[${i}]`;
+      if (check.string(at, name, ENV_VAR, "is not an environment variable name (UPPER_SNAKE_CASE)", "SESSION_SECRET")) {
+        if (RESERVED_ENV.includes(name)) check.add(at, problem.reserved(name, "the kit sets it for the app"));
+        else if (name in (siblings.env as object)) check.add(at, problem.reserved(name, "it is also in app.env; a value is either secret or not"));
+      }
+    });
+  }),
+  /**
+   * The repo is private: the stack takes an SSH deploy key (sensitive variable `git_deploy_key`, set
+   * `TF_VAR_git_deploy_key`) that the server uses to clone.
+   */
+  privateRepo: field.defaulted(false, (value, { check, path }) => {
+    check.boolean(path, value);
+  }),
+};
+
+const VOLUME = {
+  /** Size in GiB. Can grow later, never shrink. The provider bounds it (Hetzner: 10 GiB at least). */
+  sizeGiB: field.defaulted(10, (value, { check, path, facts }) => {
+    const limits = facts?.volumeSizeGiB ?? { min: 1, max: 16384 };
+    check.integer(path, value, limits.min, limits.max);
+  }),
+};
+
+const LITESTREAM = {
+  /**
+   * How often WAL changes are shipped to S3. A crash loses at most the writes of the last syncInterval
+   * + 100 ms (Litestream's WAL check, `LITESTREAM_MONITOR_INTERVAL_MS`) and the upload in flight.
+   */
+  syncInterval: field.defaulted("1s", (value, { check, path }) => check.duration(path, value, 1)),
+  /** How often a full snapshot is taken; bounds how much WAL a restore replays. */
+  snapshotInterval: field.defaulted("1h", (value, { check, path }) => check.duration(path, value, 60)),
+  /** How far back point-in-time restores reach. Must be ≥ snapshotInterval. */
+  retention: field.defaulted("72h", (value, { check, path, siblings }) => {
+    check.duration(path, value, 3600);
+    const { snapshotInterval } = siblings;
+    if (typeof value !== "string" || typeof snapshotInterval !== "string") return;
+    const retention = durationSeconds(value);
+    const snapshot = durationSeconds(snapshotInterval);
+    if (retention !== undefined && snapshot !== undefined && retention < snapshot) {
+      check.add(path, problem.retentionBelowSnapshot(value, snapshotInterval));
+    }
+  }),
+};
+
+const FALLBACK = {
+  /**
+   * systemd OnCalendar expression for the daily fallback copy (server time is UTC): a shorthand (`daily`, …) or
+   * `[weekday] YYYY-MM-DD HH:MM[:SS] [UTC]` with `*`, lists, ranges (`..`) and repetitions (`/`).
+   */
+  onCalendar: field.defaulted("*-*-* 03:30:00", (value, { check, path }) => check.onCalendar(path, value)),
+  /** Days of fallback copies kept on the volume and in the bucket. */
+  keepDays: field.defaulted(7, (value, { check, path }) => {
+    check.integer(path, value, 1, 365);
+  }),
+};
+
+const BACKUPS = {
+  /** AWS region of the backup bucket. */
+  region: field.defaulted("eu-central-1", (value, { check, path }) => {
+    check.oneOf(path, value, "an AWS region", AWS_REGIONS);
+  }),
+  /** Days a replaced or deleted backup object is kept (bucket versioning). */
+  noncurrentVersionDays: field.defaulted(30, (value, { check, path }) => {
+    check.integer(path, value, 1, 3650);
+  }),
+  /** Continuous replication. */
+  litestream: section.defaulted(LITESTREAM),
+  /** Daily `sqlite3 .backup` copy, independent of Litestream. */
+  fallback: section.defaulted(FALLBACK),
+};
+
+const DRILL = {
+  /** systemd OnCalendar expression for the on-server restore drill (same forms as the fallback's). */
+  onCalendar: field.defaulted("monthly", (value, { check, path }) => check.onCalendar(path, value)),
+  /**
+   * https URL pinged (HTTP GET) after a passing drill: a dead-man switch such as healthchecks.io. No single quote (`%27`).
+   * @default - no ping
+   */
+  pingUrl: field.optional<string>((value, { check, path }) => {
+    if (check.string(path, value, /^https:\/\/\S+$/, "must be an https:// URL", "https://hc-ping.com/<uuid>")) {
+      check.envSafe(path, value, "percent-encode it as %27 in the URL");
+    }
+  }),
+};
+
+/** One client environment: `environments.<name>` in a client file. */
+export const ENVIRONMENT = {
+  /** Cloud provider of the server. */
+  provider: field.required<ProviderName>((value, { check, path }) => {
+    check.oneOf(path, value, "a supported provider", PROVIDER_NAMES);
+  }),
+  /** Provider region, e.g. `fra1` (DigitalOcean). */
+  region: field.required<string>(providerValue("region")),
+  /** Server size slug; the provider's default (`ProviderFacts.defaultSize`: `s-1vcpu-1gb`, `cx23`). */
+  size: field.byProvider(
+    (facts) => facts.defaultSize,
+    (size, at) => {
+      if (!providerValue("size")(size, at) || !at.facts) return;
+      // A size the provider sells only in some regions (Hetzner's CX line: EU only).
+      const { facts, siblings } = at;
+      const region = siblings.region as string;
+      const offeredIn = (name: string) => facts.sizeRegions?.[name]?.includes(region) ?? true;
+      if (!facts.regions.includes(region) || offeredIn(size as string)) return;
+      at.check.add(at.path, problem.notOneOf(size, `a ${facts.title} size offered in ${region}`, Object.keys(facts.sizes).filter(offeredIn)));
+    },
+  ),
+  /** OS image; the provider's default. The bootstrap is proven (booted in the tests) on Debian 12 only. */
+  image: field.byProvider((facts) => facts.defaultImage, providerValue("image")),
+  /** Keys allowed to log in as the `deploy` user. At least one. */
+  sshKeys: field.required<readonly SshKey[]>((keys, at) => {
+    if (!nonEmpty(keys, at, "SSH key", 'add { name: "jane", publicKey: "ssh-ed25519 AAAA… jane@agency" }')) return;
+    (keys as (Partial<SshKey> | undefined)[]).forEach((key, i) => {
+      at.check.string(`${at.path}[${i}].name`, key?.name, /^[A-Za-z0-9._@-]{1,64}$/, "must be 1–64 letters, digits or ._@-", "jane");
+      if (typeof key?.publicKey !== "string" || !PUBLIC_KEY.test(key.publicKey.trim())) {
+        at.check.add(`${at.path}[${i}].publicKey`, problem.invalidPublicKey(key?.publicKey));
+      }
+    });
+  }),
+  /**
+   * CIDRs allowed to reach SSH (port 22). At least one; the whole internet is refused, and so is any range wider
+   * than /8 (IPv4) or /16 (IPv6).
+   */
+  sshAllowedCidrs: field.required<readonly string[]>((cidrs, at) => {
+    if (!nonEmpty(cidrs, at, "CIDR", 'add your office or VPN address, e.g. "203.0.113.4/32"')) return;
+    cidrs.forEach((cidr, i) => {
+      const path = `${at.path}[${i}]`;
+      const parsed = typeof cidr === "string" ? parseCidr(cidr) : undefined;
+      if (!parsed) at.check.add(path, problem.invalidCidr(cidr));
+      else if (parsed.bits === 0) at.check.add(path, problem.openToWorld(cidr as string));
+      else if (parsed.bits < WIDEST_SSH_PREFIX[parsed.family]) {
+        at.check.add(path, problem.tooWide(cidr as string, WIDEST_SSH_PREFIX[parsed.family], parsed.family === 4 ? "203.0.113.4/32" : "2001:db8::1/128"));
+      }
+    });
+  }),
+  /** @default - no domain: Caddy serves plain HTTP on the server's address */
+  domain: section.optional(DOMAIN),
+  /** The app the server runs. */
+  app: section.required(APP, { what: "the app to run", fix: 'set app: { repo: "https://github.com/agency/acme-app.git" }' }),
+  /** The persistent data volume. */
+  volume: section.defaulted(VOLUME),
+  /** Where and how the database is backed up. */
+  backups: section.defaulted(BACKUPS),
+  /** The on-server restore drill. */
+  drill: section.defaulted(DRILL),
+};
