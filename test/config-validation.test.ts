@@ -68,6 +68,7 @@ describe("client validation", () => {
     ["duration", { backups: { litestream: { syncInterval: "1 second" } } }, { backups: { litestream: { syncInterval: "10s" } } }, 'environments.prod.backups.litestream.syncInterval: "1 second" must be a duration'],
     ["fallback keepDays", { backups: { fallback: { keepDays: 0 } } }, { backups: { fallback: { keepDays: 1 } } }, "environments.prod.backups.fallback.keepDays: 0 must be a whole number from 1 to 365"],
     ["drill ping", { drill: { pingUrl: "http://hc-ping.com/x" } }, { drill: { pingUrl: "https://hc-ping.com/x" } }, 'environments.prod.drill.pingUrl: "http://hc-ping.com/x" must be an https:// URL'],
+    ["section not an object", { backups: "daily" }, { backups: {} }, 'environments.prod.backups: "daily" must be an object with the fields region, noncurrentVersionDays, litestream, fallback; see app/clients/example.ts'],
   ])("%s: rejected with its path and fix; the nearest valid value passes", (_name, bad, good, message) => {
     const problems = problemsOf(client(bad));
     expect(problems).toHaveLength(1);
@@ -85,6 +86,7 @@ describe("client validation", () => {
     ["env name", { env: { "log-level": "x" } }, 'environments.prod.app.env.log-level: "log-level" is not an environment variable name'],
     ["env reserved", { env: { DATABASE_URL: "x" } }, 'environments.prod.app.env.DATABASE_URL: "DATABASE_URL" is reserved: the kit sets it'],
     ["secret also in env", { env: { TOKEN: "x" }, secrets: ["TOKEN"] }, 'environments.prod.app.secrets[0]: "TOKEN" is reserved: it is also in app.env'],
+    ["privateRepo", { privateRepo: "yes" }, 'environments.prod.app.privateRepo: "yes" must be true or false'],
   ])("app.%s: rejected with its path and fix", (_name, bad, message) => {
     const problems = problemsOf(client({ app: { ...app, ...bad } as EnvironmentConfig["app"] }));
     expect(problems).toEqual([expect.stringContaining(`${FILE}: ${message}`)]);

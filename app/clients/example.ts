@@ -2,7 +2,9 @@ import type { ClientConfig, EnvironmentConfig } from "../config/types";
 
 /**
  * The example client: ships with the kit, synthesizes without cloud credentials, and is the reference
- * for every field (defaults in comments). Copy it to `app/clients/<slug>.ts` to add a client.
+ * for every field, each with its default (set, commented out, or `// default: …`); the fields are declared
+ * in app/config/fields.ts, and test/config-fields.test.ts checks this file against them.
+ * Copy it to `app/clients/<slug>.ts` to add a client.
  */
 
 /** Settings both environments share; each environment spreads it and overrides what differs. */
@@ -24,9 +26,9 @@ const shared = {
     // port: 8000,                  // loopback port; the deploy script also uses port + 1
     // healthPath: "/healthz",
     // tasks: { migrate: "migrate", start: "start" },
-    env: { LOG_LEVEL: "info" },
+    env: { LOG_LEVEL: "info" },    // default: {}; non-secret, lands in /etc/app/app.env
     // Values come from TF_VAR_secret_<NAME> at deploy time; never from this file.
-    secrets: ["SESSION_SECRET"],
+    secrets: ["SESSION_SECRET"],   // default: []
     // privateRepo: false,          // true: the server clones with TF_VAR_git_deploy_key
   },
   // volume: { sizeGiB: 10 },
