@@ -4,15 +4,14 @@
  * Any failure goes back to the previous release — and to the snapshot when the migration
  * failed or changed the schema (a migration that changed nothing leaves nothing to undo).
  */
-import { hostname, userInfo } from "node:os";
 import { LAYOUT } from "../../cloud-init/layout";
 import { type ServerFile, type ServerValues, serverFiles } from "../../cloud-init/server-files";
-import { Later, Plan, type PlanStep, say, stepLine } from "./cli";
+import { Later, Plan, say, stepLine } from "./cli";
+import { lockStep } from "./deploy-lock";
 import { errors, OpsError } from "./errors";
 import * as steps from "./server-steps";
 import { type ServerPaths, SERVER } from "./server-steps";
 import type { Step } from "./shell";
-import { StepFailed } from "./ssh";
 import { lastLine, otherPort, parseState, type Runner, type ServerState, slotPorts } from "./state";
 import type { Target } from "./target";
 
@@ -73,50 +72,10 @@ export async function inspectServer(runner: Runner, appPort: number, paths: Serv
   if (!state.bootstrapDone) {
     throw new OpsError(
       `${runner.destination} has not finished its first-boot bootstrap`,
-      `see why: ssh ${runner.destination} sudo journalctl -u kit-bootstrap.service; deploy once it has finished`,
+      `see why: ssh ${runner.destination} sudo journalctl -u ${LAYOUT.units.bootstrap}; deploy once it has finished`,
     );
   }
   return state;
-}
-
-async function takeLock(runner: Runner, what: string, paths: ServerPaths): Promise<void> {
-  const owner = `${what} by ${userInfo().username}@${hostname()} pid ${process.pid} since ${new Date().toISOString()}`;
-  const taken = await runner.run(steps.lock(owner, paths), { allowFailure: true, onProgress: () => undefined });
-  if (taken.exitCode === 75) {
-    throw new OpsError(
-      `another operation holds the deploy lock on ${runner.destination}: ${taken.stderr.replace(/^kit: .*? is held: /, "").trim()}`,
-      `wait for it to finish. If nothing is running (a crashed deploy), remove the lock:\n     ssh ${runner.destination} sudo rm -r ${paths.deployLock}`,
-    );
-  }
-  if (taken.exitCode !== 0) throw new StepFailed("take the deploy lock", taken, "check the server");
-}
-
-const releaseLock = (runner: Runner, paths: ServerPaths) =>
-  runner.run(steps.unlock(paths)).then(
-    () => undefined,
-    (error) => void say(`warning: could not release the lock: ${(error as Error).message}`),
-  );
-
-/** The plan's lock step: takes the deploy lock; its cleanup, the plan's last step, releases it. */
-export function lockStep(runner: Runner, what: string, paths: ServerPaths): PlanStep {
-  return {
-    title: steps.lock("", paths).title,
-    run: () => takeLock(runner, what, paths),
-    cleanup: { title: steps.unlock(paths).title, run: () => releaseLock(runner, paths) },
-  };
-}
-
-/** Takes the lock, runs `body`, always releases the lock. */
-export async function withLock<T>(runner: Runner, what: string, paths: ServerPaths, body: () => Promise<T>): Promise<T> {
-  const lock = lockStep(runner, what, paths);
-  stepLine(lock.title);
-  await lock.run();
-  try {
-    return await body();
-  } finally {
-    stepLine(lock.cleanup!.title);
-    await lock.cleanup!.run();
-  }
 }
 
 /** Inspects the server: the plan's first step, read-only (it runs in a dry run too). */

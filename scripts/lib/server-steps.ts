@@ -58,23 +58,6 @@ echo "drill_unit=$([ -e /etc/systemd/system/${LAYOUT.units.drill} ] && echo yes 
   );
 }
 
-/** Takes the deploy lock: an atomic mkdir; fails with the holder's note when it is taken. */
-export function lock(owner: string, paths: ServerPaths = SERVER): Step {
-  return step(
-    "take the deploy lock",
-    bash`mkdir -p "$(dirname ${paths.deployLock})"
-if ! mkdir ${paths.deployLock} 2>/dev/null; then
-  echo "kit: the deploy lock ${paths.deployLock} is held: $(cat ${paths.deployLock}/owner 2>/dev/null || echo 'no owner note')" >&2
-  exit 75
-fi
-printf '%s\\n' ${owner} >${paths.deployLock}/owner`,
-  );
-}
-
-export function unlock(paths: ServerPaths = SERVER): Step {
-  return step("release the deploy lock", bash`rm -f ${paths.deployLock}/owner && rmdir ${paths.deployLock}`);
-}
-
 /**
  * The commands a push runs after writing: each changed file's declared effects (server-files.ts), once
  * each, daemon-reload first; then the declared directories (on the volume only where it is mounted) and

@@ -6,6 +6,7 @@ import { planFiles } from "../../scripts/lib/deploy-run";
 import { OpsError } from "../../scripts/lib/errors";
 import { checkTimestamp, summarizeListing } from "../../scripts/lib/restore-run";
 import { Secret } from "../../scripts/lib/secret";
+import * as deployLock from "../../scripts/lib/deploy-lock";
 import * as steps from "../../scripts/lib/server-steps";
 import { bash, quote } from "../../scripts/lib/shell";
 import { otherPort, parseState } from "../../scripts/lib/state";
@@ -28,7 +29,7 @@ describe("shell text", () => {
   });
 
   const everyStep = () => [
-    steps.inspect([8000, 8001]), steps.lock("me"), steps.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.schemaVersion(),
+    steps.inspect([8000, 8001]), deployLock.lock("me"), deployLock.unlock(), steps.fetchRelease("main"), steps.snapshot("pre-deploy"), steps.schemaVersion(),
     steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(),
     steps.restoreToScratch({ kind: "replica" }), steps.restoreToScratch({ kind: "replica", timestamp: "2026-03-14T14:04:00Z" }), steps.restoreToScratch({ kind: "fallback" }), steps.restoreToScratch({ kind: "file", path: "/mnt/data/aside/x.sqlite3" }), steps.runDrill(),
     steps.pushFiles([{ path: "/etc/litestream.yml", mode: "0644", content: "dbs: []\n", secret: false, early: false, onChange: [], atFirstBoot: [] }]),
@@ -52,12 +53,12 @@ describe("shell text", () => {
 
 describe("deploy steps", () => {
   test("the lock is an atomic mkdir of the layout's lock dir, exit 75 when held", () => {
-    expect(steps.lock("jane@laptop").script.text).toBe(
+    expect(deployLock.lock("jane@laptop").script.text).toBe(
       `set -euo pipefail\nmkdir -p "$(dirname ${LAYOUT.deployLock})"\nif ! mkdir ${LAYOUT.deployLock} 2>/dev/null; then\n` +
         `  echo "kit: the deploy lock ${LAYOUT.deployLock} is held: $(cat ${LAYOUT.deployLock}/owner 2>/dev/null || echo 'no owner note')" >&2\n  exit 75\nfi\n` +
         `printf '%s\\n' jane@laptop >${LAYOUT.deployLock}/owner`,
     );
-    expect(steps.unlock().script.text).toBe(`set -euo pipefail\nrm -f ${LAYOUT.deployLock}/owner && rmdir ${LAYOUT.deployLock}`);
+    expect(deployLock.unlock().script.text).toBe(`set -euo pipefail\nrm -f ${LAYOUT.deployLock}/owner && rmdir ${LAYOUT.deployLock}`);
   });
 
   test("a slot starts from its symlink, enabled, and must pass the health check", () => {

@@ -7,7 +7,7 @@ import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { withLock } from "../../scripts/lib/deploy-run";
+import { withLock } from "../../scripts/lib/deploy-lock";
 import { OpsError } from "../../scripts/lib/errors";
 import { formatCounts, parseChecked, restoreLocal, restoreRemote, summarizeListing } from "../../scripts/lib/restore-run";
 import { Secret } from "../../scripts/lib/secret";
