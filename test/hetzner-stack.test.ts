@@ -28,6 +28,14 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
     expect(JSON.stringify(readableSnapshot(stack.json))).toContain("put /usr/local/lib/kit/bootstrap.sh 0755");
   });
 
+  test("the synthesized user data, references and all, stays under 90 % of Hetzner's 32 KiB cap (size printed)", () => {
+    // Here kit.env holds the volume's id (a reference), so it travels as text beside the gzip'd bundle:
+    // this is the size the server gets, give or take the references' resolved lengths.
+    const size = Buffer.byteLength(stack.resource("hcloud_server").user_data);
+    console.log(`examplehz-prod as synthesized: user data ${size} B = ${((100 * size) / 32768).toFixed(1)} % of Hetzner's cap`);
+    expect(size).toBeLessThan(0.9 * 32768);
+  });
+
   describe("data is never destroyed by Terraform", () => {
     test("the data volume has prevent_destroy and delete protection, is ext4, and is named from stable ids only", () => {
       expect(stack.resource("hcloud_volume")).toMatchObject({
