@@ -29,6 +29,62 @@ export interface BackupBucketProps {
 export const BUCKET_ACTIONS = ["s3:GetBucketLocation", "s3:ListBucket"] as const;
 export const OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] as const;
 
+export interface PolicyDocument {
+  readonly Version: "2012-10-17";
+  readonly Statement: readonly Record<string, unknown>[];
+}
+
+/**
+ * The backup user's inline policy and the bucket policy, for a concrete bucket name. One source of truth:
+ * the stack serializes these, and the lab's S3 (test/lab-s3) evaluates exactly these on every request.
+ */
+export function backupPolicies(props: Pick<BackupBucketProps, "bucketName" | "prefix">): {
+  readonly userPolicy: PolicyDocument;
+  readonly bucketPolicy: PolicyDocument;
+} {
+  const bucketArn = `arn:aws:s3:::${props.bucketName}`;
+  const { prefix } = props;
+  return {
+    userPolicy: {
+      Version: "2012-10-17",
+      Statement: [
+        {
+          Sid: "FindTheBucket",
+          Effect: "Allow",
+          Action: ["s3:GetBucketLocation"],
+          Resource: bucketArn,
+        },
+        {
+          Sid: "ListThisEnvironmentOnly",
+          Effect: "Allow",
+          Action: ["s3:ListBucket"],
+          Resource: bucketArn,
+          Condition: { StringLike: { "s3:prefix": [prefix, `${prefix}/*`] } },
+        },
+        {
+          Sid: "ReadWriteThisEnvironmentOnly",
+          Effect: "Allow",
+          Action: [...OBJECT_ACTIONS],
+          Resource: `${bucketArn}/${prefix}/*`,
+        },
+      ],
+    },
+    bucketPolicy: {
+      Version: "2012-10-17",
+      Statement: [
+        {
+          Sid: "DenyInsecureTransport",
+          Effect: "Deny",
+          Principal: "*",
+          Action: "s3:*",
+          Resource: [bucketArn, `${bucketArn}/*`],
+          Condition: { Bool: { "aws:SecureTransport": "false" } },
+        },
+      ],
+    },
+  };
+}
+
 /**
  * A private, versioned, encrypted, TLS-only S3 bucket for one client environment's backups, and an IAM
  * user whose keys can touch only this environment's prefix in it.
@@ -100,24 +156,11 @@ export class BackupBucket extends Construct {
     });
     new S3BucketPolicy(this, "TlsOnlyPolicy", {
       bucket,
-      policy: JSON.stringify({
-        Version: "2012-10-17",
-        Statement: [
-          {
-            Sid: "DenyInsecureTransport",
-            Effect: "Deny",
-            Principal: "*",
-            Action: "s3:*",
-            Resource: [this.bucketArn, `${this.bucketArn}/*`],
-            Condition: { Bool: { "aws:SecureTransport": "false" } },
-          },
-        ],
-      }),
+      policy: JSON.stringify(backupPolicies(this.props).bucketPolicy),
     });
   }
 
   private createBackupUser(): IamAccessKey {
-    const { prefix } = this.props;
     const user = new IamUser(this, "BackupUser", {
       name: this.props.iamUserName,
       tags: { ...this.props.tags, Purpose: "backups" },
@@ -125,30 +168,7 @@ export class BackupBucket extends Construct {
     new IamUserPolicy(this, "BackupUserPolicy", {
       name: "backups-of-this-environment-only",
       user: user.name,
-      policy: JSON.stringify({
-        Version: "2012-10-17",
-        Statement: [
-          {
-            Sid: "FindTheBucket",
-            Effect: "Allow",
-            Action: ["s3:GetBucketLocation"],
-            Resource: this.bucketArn,
-          },
-          {
-            Sid: "ListThisEnvironmentOnly",
-            Effect: "Allow",
-            Action: ["s3:ListBucket"],
-            Resource: this.bucketArn,
-            Condition: { StringLike: { "s3:prefix": [prefix, `${prefix}/*`] } },
-          },
-          {
-            Sid: "ReadWriteThisEnvironmentOnly",
-            Effect: "Allow",
-            Action: [...OBJECT_ACTIONS],
-            Resource: `${this.bucketArn}/${prefix}/*`,
-          },
-        ],
-      }),
+      policy: JSON.stringify(backupPolicies(this.props).userPolicy),
     });
     return new IamAccessKey(this, "BackupUserKey", { user: user.name });
   }
