@@ -54,11 +54,6 @@ export function effectCommand(effect: Effect): string {
   }
 }
 
-/** Same effect, same command: each runs once however many of its files changed. */
-export function effectKey(effect: Effect): string {
-  return effectCommand(effect) || effect.kind;
-}
-
 /**
  * Order in which a push runs the effects of what it changed: systemd rereads units before anything is
  * restarted, so a restarted service runs its new unit file.

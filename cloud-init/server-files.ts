@@ -149,8 +149,8 @@ export const SERVER_FILES: readonly FileDeclaration[] = [
 ];
 
 /** Shell commands of the first boot's effects (bootstrap.sh's last step), once each, in declaration order. */
-export function firstBootCommands(files: readonly Pick<FileDeclaration, "atFirstBoot">[] = SERVER_FILES): string {
-  return [...new Set(files.flatMap((f) => f.atFirstBoot.map(effectCommand)).filter(Boolean))].join("\n");
+export function firstBootCommands(): string {
+  return [...new Set(SERVER_FILES.flatMap((f) => f.atFirstBoot.map(effectCommand)).filter(Boolean))].join("\n");
 }
 
 /** Units enabled and started at the end of the first boot and by every push (the timers). */

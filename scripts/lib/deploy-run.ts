@@ -119,7 +119,8 @@ export async function pushConfiguration(options: DeployOptions): Promise<DeployR
   }
   const seconds = (Date.now() - started) / 1000;
   say(`✓ configuration of ${env.stackName}: ${changedFiles.length ? `${changedFiles.length} file${changedFiles.length === 1 ? "" : "s"} updated` : "already up to date, nothing pushed"}; the app still runs ${serving || `on ${state.activePort}`}`);
-  const readAtStart = [LAYOUT.appEnvFile, LAYOUT.appSecretsFile].filter((path) => changedFiles.includes(path));
+  // Files whose declared effect is the app's next start (server-files.ts).
+  const readAtStart = files.files.filter((f) => f.onChange.some((e) => e.kind === "app-start") && changedFiles.includes(f.path)).map((f) => f.path);
   if (readAtStart.length) {
     say(`  the app reads ${readAtStart.join(" and ")} when it starts: the change takes effect at the next deploy (npx tsx scripts/deploy.ts ${env.stackName} --ref <ref>)`);
   }
