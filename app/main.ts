@@ -1,6 +1,7 @@
 import { App } from "cdktf";
 import { join } from "node:path";
 import { ClientStack } from "../stacks/client-stack";
+import { REPO_ROOT } from "./repo";
 import { AGENCY } from "./agency";
 import { ConfigError } from "./config/errors";
 import { loadClientsDir } from "./config/load";
@@ -10,7 +11,7 @@ import { loadClientsDir } from "./config/load";
  * whole synth with every problem listed, and no stack is written.
  */
 function main(): void {
-  const root = join(__dirname, "..");
+  const root = REPO_ROOT;
   const clientsDir = process.env.KIT_CLIENTS_DIR ?? join(__dirname, "clients");
   let environments;
   try {

@@ -36,7 +36,7 @@ export interface PolicyDocument {
 
 /**
  * The backup user's inline policy and the bucket policy, for a concrete bucket name. One source of truth:
- * the stack serializes these, and the lab's S3 (test/lab-s3) evaluates exactly these on every request.
+ * the stack serializes these, and the lab's S3 (lab/s3) evaluates exactly these on every request.
  */
 export function backupPolicies(props: Pick<BackupBucketProps, "bucketName" | "prefix">): {
   readonly userPolicy: PolicyDocument;

@@ -11,7 +11,7 @@ import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData } from "../cloud-init/render";
 import { envFileLines, SCRIPTS, serverFiles, UNITS } from "../cloud-init/server-files";
 import { renderTemplate } from "../cloud-init/template";
-import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "./support/environments";
+import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "../lab/environments";
 import { bundleText, landedFiles } from "./support/user-data";
 
 let scratch: string;

@@ -12,7 +12,7 @@ import { loadEnvironments } from "../app/config/load";
 import { PROVIDERS, type ProviderFacts } from "../app/config/providers";
 import { defaultOf, sectionPaths, valueFields, type Schema } from "../app/config/schema";
 import { FILE } from "./support/problems";
-import { REPO_ROOT } from "./support/environments";
+import { REPO_ROOT } from "../lab/environments";
 
 const EXAMPLE_FILE = join(REPO_ROOT, "app", "clients", "example.ts");
 const EXAMPLE_TEXT = readFileSync(EXAMPLE_FILE, "utf8");

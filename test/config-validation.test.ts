@@ -9,7 +9,7 @@ import type { ClientConfig, EnvironmentConfig } from "../app/config/types";
 import example from "../app/clients/example";
 import { spawnSync } from "node:child_process";
 import { serverFiles } from "../cloud-init/server-files";
-import { concreteServerValues, shippedEnvironments } from "./support/environments";
+import { concreteServerValues, shippedEnvironments } from "../lab/environments";
 
 const validEnv: EnvironmentConfig = example.environments.prod;
 const client = (env: Partial<EnvironmentConfig> & Record<string, unknown>, slug = "acme"): ClientConfig => ({

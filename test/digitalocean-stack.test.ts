@@ -3,7 +3,7 @@
  * tests below assert what matters for security and data, named after the scanner checks they mirror.
  */
 import { OBJECT_ACTIONS } from "../stacks/backup-bucket";
-import { shippedEnvironment, shippedEnvironments } from "./support/environments";
+import { shippedEnvironment, shippedEnvironments } from "../lab/environments";
 import { parseHcl } from "./support/hcl";
 import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth";
 

@@ -14,7 +14,7 @@ import { HCLOUD_PROVIDER, snakeCase } from "../stacks/server/hcloud/schema";
 import { Server } from "../stacks/server/hcloud/server";
 import { Volume } from "../stacks/server/hcloud/volume";
 import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment";
-import { shippedEnvironment } from "./support/environments";
+import { shippedEnvironment } from "../lab/environments";
 import { parseHcl } from "./support/hcl";
 import { scratchApp } from "./support/synth";
 

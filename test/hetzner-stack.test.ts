@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderUserData } from "../cloud-init/render";
 import { hetznerVolumeDevice } from "../stacks/server/hetzner";
-import { base64, concreteServerValues, shippedEnvironment } from "./support/environments";
+import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments";
 import { landedFiles } from "./support/user-data";
 import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth";
 

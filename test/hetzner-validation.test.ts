@@ -13,7 +13,7 @@ import exampleHetzner from "../app/clients/example-hetzner";
 import { loadEnvironments } from "../app/config/load";
 import { FILE, problemsOf } from "./support/problems";
 import type { ClientConfig, EnvironmentConfig } from "../app/config/types";
-import { REPO_ROOT } from "./support/environments";
+import { REPO_ROOT } from "../lab/environments";
 
 const hetznerEnv: EnvironmentConfig = exampleHetzner.environments.prod;
 const client = (env: EnvironmentConfig): ClientConfig => ({ slug: "acme", environments: { prod: env } });

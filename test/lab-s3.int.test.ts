@@ -1,5 +1,5 @@
 /**
- * The lab S3 (test/lab-s3): its own conformance (SigV4, payload hashes, aws-chunked, ranges, versioning,
+ * The lab S3 (lab/s3): its own conformance (SigV4, payload hashes, aws-chunked, ranges, versioning,
  * listing, multipart with S3's checks), then the kit's real clients against it with the stack's own
  * policies: Litestream 0.3.13 replicating a database through a 120 MiB single-transaction write
  * (multipart) and restoring it, curl --aws-sigv4 as s3-put.sh calls it, and the refusals AWS gives.
@@ -9,14 +9,14 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { shippedEnvironment } from "./support/environments";
-import { LITESTREAM_DIR } from "./scripts/support/local-kit";
-import { s3Request } from "./lab-s3/client";
-import { startKitLabS3, type KitLabS3 } from "./lab-s3/kit";
-import { startLabS3, type LabS3 } from "./lab-s3/server";
-import { chunkSignature, signRequest, STREAMING_PAYLOAD } from "./lab-s3/sigv4";
-import { MIN_PART_SIZE } from "./lab-s3/store";
-import { text } from "./lab-s3/xml";
+import { shippedEnvironment } from "../lab/environments";
+import { LITESTREAM_DIR } from "../lab/local/local-kit";
+import { s3Request } from "../lab/s3/client";
+import { startKitLabS3, type KitLabS3 } from "../lab/s3/kit";
+import { startLabS3, type LabS3 } from "../lab/s3/server";
+import { chunkSignature, signRequest, STREAMING_PAYLOAD } from "../lab/s3/sigv4";
+import { MIN_PART_SIZE } from "../lab/s3/store";
+import { text } from "../lab/s3/xml";
 
 const LITESTREAM = join(LITESTREAM_DIR, "litestream");
 const md5 = (b: Buffer) => createHash("md5").update(b).digest("hex");

@@ -10,7 +10,7 @@ import { LAYOUT } from "../cloud-init/layout";
 import { SERVER_FILES, serverFiles, UNITS } from "../cloud-init/server-files";
 import { TEMPLATES_DIR } from "../cloud-init/template";
 import { pushFiles } from "../scripts/lib/server-steps";
-import { base64, concreteServerValues, shippedEnvironment } from "./support/environments";
+import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments";
 
 const env = shippedEnvironment("example-prod");
 const files = serverFiles(env, concreteServerValues(env));

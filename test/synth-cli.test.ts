@@ -6,7 +6,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { REPO_ROOT, shippedEnvironments } from "./support/environments";
+import { REPO_ROOT, shippedEnvironments } from "../lab/environments";
 import { parseHcl } from "./support/hcl";
 import { synthesize } from "./support/synth";
 

@@ -3,7 +3,7 @@
  * requests (the goal is 0) and the deploy's wall time.
  *
  *   npm run bench:deploy [-- --deploys 3 --concurrency 4]
- *     builds its own lab (test/e2e/kit-lab.ts: root, nspawn, as for `npm run test:e2e`), boots the example
+ *     builds its own lab (lab/kit-lab.ts: root, nspawn, as for `npm run test:e2e`), boots the example
  *     client's user data, and deploys a new commit of the fixture app --deploys times under load.
  *
  *   npx tsx scripts/bench/deploy-under-load.ts <stack> --url http://127.0.0.1/ [--concurrency 4] [--ref REF]
@@ -122,8 +122,8 @@ const median = (xs: readonly number[]) => {
 
 /** Builds a lab, boots the example client's server in it, and deploys `deploys` new commits under load. */
 async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds: number; keepAlive: readonly boolean[] }): Promise<BenchResult[]> {
-  const kit = await import("../../test/e2e/kit-lab");
-  const { FIXTURE_APP_DIR } = await import("../../test/e2e/harness");
+  const kit = await import("../../lab/kit-lab");
+  const { FIXTURE_APP_DIR } = await import("../../lab/harness");
   const { readFileSync } = await import("node:fs");
   const stack = "example-staging";
   say("building the lab (test network, mirror, S3, git) and booting the example client's server …");

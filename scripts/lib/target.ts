@@ -17,7 +17,9 @@ import { errors, OpsError } from "./errors";
 import { Secret } from "./secret";
 import type { SshSettings, SshTarget } from "./ssh";
 
-export const REPO_ROOT = join(__dirname, "..", "..");
+import { REPO_ROOT } from "../../app/repo";
+
+export { REPO_ROOT };
 
 /** The outputs of stacks/client-stack.ts, as cdktf writes them. */
 export interface StackOutputs {

@@ -6,8 +6,8 @@
  */
 import { DENO, LITESTREAM } from "../../cloud-init/artifacts";
 import { LAYOUT } from "../../cloud-init/layout";
-import { DO_VOLUME_BY_ID } from "./harness";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "./kit-lab";
+import { DO_VOLUME_BY_ID } from "../../lab/harness";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab";
 
 let lab: KitLab;
 

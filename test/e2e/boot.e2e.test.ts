@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { DENO, LITESTREAM } from "../../cloud-init/artifacts";
 import { LAYOUT } from "../../cloud-init/layout";
-import { createSshKey, log, restoreReplica, run, sshArgv } from "./harness";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "./kit-lab";
+import { createSshKey, log, restoreReplica, run, sshArgv } from "../../lab/harness";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab";
 
 const WAIT = { timeoutMs: 60_000, intervalMs: 500 };
 let lab: KitLab;

@@ -12,8 +12,8 @@ import { LITESTREAM_MONITOR_INTERVAL_MS } from "../../cloud-init/server-files";
 import { LAYOUT } from "../../cloud-init/layout";
 import { durationSeconds } from "../../app/config/validate";
 import type { ResolvedEnvironment } from "../../app/config/types";
-import { destroyVolume, log, type Relay, startRelay } from "./harness";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "./kit-lab";
+import { destroyVolume, log, type Relay, startRelay } from "../../lab/harness";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab";
 
 /** How long the writers run before the crash. */
 const LOAD_MS = 10_000;

@@ -5,10 +5,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
-import { DENO_BIN, FIXTURE_APP_DIR } from "./harness/paths";
-import { run } from "./harness/process";
-import { Teardown } from "./harness/teardown";
-import { waitFor } from "./harness/wait";
+import { DENO_BIN, FIXTURE_APP_DIR } from "../../lab/harness/paths";
+import { run } from "../../lab/harness/process";
+import { Teardown } from "../../lab/harness/teardown";
+import { waitFor } from "../../lab/harness/wait";
 
 describe("fixture app (test/fixtures/app)", () => {
   let teardown: Teardown;

@@ -6,10 +6,10 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { ARTIFACTS, DENO } from "../../cloud-init/artifacts";
-import { createAppRepo, serveGitRepo } from "./harness/git-fixture";
-import { startArtifactMirror } from "./harness/mirror";
-import { run } from "./harness/process";
-import { Teardown } from "./harness/teardown";
+import { createAppRepo, serveGitRepo } from "../../lab/harness/git-fixture";
+import { startArtifactMirror } from "../../lab/harness/mirror";
+import { run } from "../../lab/harness/process";
+import { Teardown } from "../../lab/harness/teardown";
 
 const sha256 = (bytes: ArrayBuffer) => createHash("sha256").update(Buffer.from(bytes)).digest("hex");
 

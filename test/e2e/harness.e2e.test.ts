@@ -6,15 +6,15 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { bootMachine, createVolume, Machine, type Volume } from "./harness/container";
-import { startArtifactMirror, type ArtifactMirror } from "./harness/mirror";
-import { createLabNetwork, type LabNetwork } from "./harness/network";
-import { log, run, runSyncQuiet, seconds } from "./harness/process";
-import { ensureRootfs, type Rootfs } from "./harness/rootfs";
-import { release, sweepLeftovers, Teardown } from "./harness/teardown";
+import { bootMachine, createVolume, Machine, type Volume } from "../../lab/harness/container";
+import { startArtifactMirror, type ArtifactMirror } from "../../lab/harness/mirror";
+import { createLabNetwork, type LabNetwork } from "../../lab/harness/network";
+import { log, run, runSyncQuiet, seconds } from "../../lab/harness/process";
+import { ensureRootfs, type Rootfs } from "../../lab/harness/rootfs";
+import { release, sweepLeftovers, Teardown } from "../../lab/harness/teardown";
 import { DENO } from "../../cloud-init/artifacts";
-import { REPO_ROOT } from "./harness/paths";
-import { createSshKey, ssh, type SshKey } from "./harness/ssh";
+import { REPO_ROOT } from "../../lab/harness/paths";
+import { createSshKey, ssh, type SshKey } from "../../lab/harness/ssh";
 
 const VOLUME = "harness-smoke-data";
 
@@ -167,7 +167,7 @@ describe("teardown", () => {
 
   test("the next run releases what a killed run left behind, running machine included", async () => {
     // A child process boots a machine with a volume, then dies without its teardown.
-    const harness = (module: string) => JSON.stringify(join(REPO_ROOT, "test/e2e/harness", module));
+    const harness = (module: string) => JSON.stringify(join(REPO_ROOT, "lab/harness", module));
     const script = `
       import { Teardown } from ${harness("teardown")};
       import { bootMachine, createVolume } from ${harness("container")};

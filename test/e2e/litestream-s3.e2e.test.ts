@@ -5,11 +5,11 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { restoreReplica, startReplication, type ReplicaOptions } from "./harness/litestream";
-import { run } from "./harness/process";
-import { startS3 } from "./harness/s3";
-import { Teardown } from "./harness/teardown";
-import { waitFor } from "./harness/wait";
+import { restoreReplica, startReplication, type ReplicaOptions } from "../../lab/harness/litestream";
+import { run } from "../../lab/harness/process";
+import { startS3 } from "../../lab/harness/s3";
+import { Teardown } from "../../lab/harness/teardown";
+import { waitFor } from "../../lab/harness/wait";
 
 describe("Litestream 0.3.13 against fauxqs", () => {
   let teardown: Teardown;

@@ -8,11 +8,11 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap, writeLabClientsDir } from "./kit-lab";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap, writeLabClientsDir } from "../../lab/kit-lab";
 import { LAYOUT } from "../../cloud-init/layout";
 import { executedTitles, plannedTitles } from "../../scripts/lib/cli";
 import { loadEnvironment } from "../../scripts/lib/target";
-import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv } from "./harness";
+import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv } from "../../lab/harness";
 
 const STACK = "example-staging";
 let lab: KitLab;

@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
-import { type Fauxqs, LocalKit, startFauxqs } from "./support/local-kit";
+import { type Fauxqs, LocalKit, startFauxqs } from "../../lab/local/local-kit";
 
 let fauxqs: Fauxqs;
 let ping: Server;

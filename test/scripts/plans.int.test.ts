@@ -20,8 +20,8 @@ import { restoreRemote } from "../../scripts/lib/restore-run";
 import type { ServerPaths } from "../../scripts/lib/server-steps";
 import { SshRunner } from "../../scripts/lib/ssh";
 import { loadEnvironment, type Target } from "../../scripts/lib/target";
-import { type Fauxqs, LocalKit, startFauxqs } from "./support/local-kit";
-import { freePort, startSshd, type TestSshd } from "./support/sshd";
+import { type Fauxqs, LocalKit, startFauxqs } from "../../lab/local/local-kit";
+import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd";
 
 const BUCKET = "kit-plans-test";
 /** The sshd session's PATH is not this shell's: name python by its full path. */

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, 
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Fauxqs, LocalKit, startFauxqs } from "./support/local-kit";
+import { type Fauxqs, LocalKit, startFauxqs } from "../../lab/local/local-kit";
 
 const BUCKET = "kit-restore-on-boot";
 /** Short bounds, so that the refusal comes in seconds: 2 attempts, 1 s apart. */

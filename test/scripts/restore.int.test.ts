@@ -15,9 +15,9 @@ import * as steps from "../../scripts/lib/server-steps";
 import { bash, join as joinScripts, step } from "../../scripts/lib/shell";
 import { SshRunner } from "../../scripts/lib/ssh";
 import { loadEnvironment, type Target } from "../../scripts/lib/target";
-import { type Fauxqs, LocalKit, startFauxqs } from "./support/local-kit";
-import { LocalRunner } from "./support/local-runner";
-import { startSshd, type TestSshd } from "./support/sshd";
+import { type Fauxqs, LocalKit, startFauxqs } from "../../lab/local/local-kit";
+import { LocalRunner } from "../../lab/local/local-runner";
+import { startSshd, type TestSshd } from "../../lab/local/sshd";
 
 const BUCKET = "kit-restore-test";
 let fauxqs: Fauxqs;

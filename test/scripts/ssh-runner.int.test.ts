@@ -8,7 +8,7 @@ import { OpsError } from "../../scripts/lib/errors";
 import { Secret } from "../../scripts/lib/secret";
 import { bash, step } from "../../scripts/lib/shell";
 import { remoteCommand, SshRunner, sshOptions, StepFailed } from "../../scripts/lib/ssh";
-import { freePort, startSshd, type TestSshd } from "./support/sshd";
+import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd";
 
 let sshd: TestSshd;
 let local: string;

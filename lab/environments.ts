@@ -1,10 +1,12 @@
 import { join } from "node:path";
-import { AGENCY } from "../../app/agency";
-import { loadClientsDir } from "../../app/config/load";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import type { ServerValues } from "../../cloud-init/render";
+import { AGENCY } from "../app/agency";
+import { loadClientsDir } from "../app/config/load";
+import type { ResolvedEnvironment } from "../app/config/types";
+import type { ServerValues } from "../cloud-init/render";
 
-export const REPO_ROOT = join(__dirname, "..", "..");
+import { REPO_ROOT } from "../app/repo";
+
+export { REPO_ROOT };
 
 /** Every shipped client environment, validated as synth validates them. */
 export function shippedEnvironments(): ResolvedEnvironment[] {

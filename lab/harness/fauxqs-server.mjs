@@ -1,4 +1,4 @@
-// Runs fauxqs's S3 emulator for the e2e harness (test/e2e/harness/s3.ts starts it with Deno).
+// Runs fauxqs's S3 emulator for the e2e harness (lab/harness/s3.ts starts it with Deno).
 //
 // Why Deno: fauxqs 2.x imports node:sqlite, which Node 20 lacks. Why buildApp and not startFauxqs:
 // startFauxqs always listens on 0.0.0.0; the harness listens only on the address it is given.

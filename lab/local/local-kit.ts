@@ -2,9 +2,9 @@ import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturn
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { serverFiles, templateValues } from "../../../cloud-init/server-files";
-import { envQuote, renderTemplate, type TemplateValue } from "../../../cloud-init/template";
-import { concreteServerValues, REPO_ROOT, shippedEnvironment } from "../../support/environments";
+import { serverFiles, templateValues } from "../../cloud-init/server-files";
+import { envQuote, renderTemplate, type TemplateValue } from "../../cloud-init/template";
+import { concreteServerValues, REPO_ROOT, shippedEnvironment } from "../environments";
 
 export const LITESTREAM_DIR = join(REPO_ROOT, "node_modules", "@flydotio", "litestream-linux-x64");
 export const DENO = join(REPO_ROOT, "node_modules", ".bin", "deno");

@@ -5,10 +5,10 @@
  */
 import { join } from "node:path";
 import { mkdirSync, writeFileSync } from "node:fs";
-import type { ResolvedEnvironment, SshKey as ClientSshKey } from "../../app/config/types";
-import { LAYOUT } from "../../cloud-init/layout";
-import { renderUserData, type RenderOverrides } from "../../cloud-init/render";
-import { shippedEnvironment } from "../support/environments";
+import type { ResolvedEnvironment, SshKey as ClientSshKey } from "../app/config/types";
+import { LAYOUT } from "../cloud-init/layout";
+import { renderUserData, type RenderOverrides } from "../cloud-init/render";
+import { shippedEnvironment } from "./environments";
 import {
   type AppRepo,
   type ArtifactMirror,
@@ -72,7 +72,7 @@ export function writeLabClientsDir(lab: Pick<KitLab, "sshKey">, dir: string, ssh
   const shipped = JSON.stringify(join(REPO_ROOT, "app", "clients", "example"));
   writeFileSync(
     join(dir, "example.ts"),
-    `// Written by test/e2e/kit-lab.ts: the shipped example client with the lab's SSH keys and no domain.
+    `// Written by lab/kit-lab.ts: the shipped example client with the lab's SSH keys and no domain.
 import type { ClientConfig } from ${JSON.stringify(join(REPO_ROOT, "app", "config", "types"))};
 import shipped from ${shipped};
 

@@ -42,7 +42,7 @@ export const IMAGE_PACKAGES = [
 export const IMAGE_APT_PACKAGES = ["cloud-init"] as const;
 
 /** cloud-init settings of the image: the harness plays the cloud provider. */
-const CLOUD_CFG = `# Written by the kit's e2e harness (test/e2e/harness/rootfs.ts).
+const CLOUD_CFG = `# Written by the kit's e2e harness (lab/harness/rootfs.ts).
 # The NoCloud seed in /var/lib/cloud/seed/nocloud is this "cloud's" metadata service: skip probing others.
 datasource_list: [ NoCloud, None ]
 # The harness configures eth0 from the host before boot (as a provider's network does), so cloud-init must
@@ -57,7 +57,7 @@ network: {config: disabled}
  * never gets): one mount unit per /dev/... entry, pulled in by local-fs.target.
  */
 const FSTAB_DEVICES_GENERATOR = `#!/bin/sh
-# Written by the kit's e2e harness (test/e2e/harness/rootfs.ts): mounts /etc/fstab's device entries at
+# Written by the kit's e2e harness (lab/harness/rootfs.ts): mounts /etc/fstab's device entries at
 # boot, as systemd-fstab-generator does on a real server (it skips them in containers).
 set -eu
 out=\${1:?usage: generator NORMAL_DIR ...}

@@ -11,7 +11,7 @@ import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, stat
 import { createServer, type Server } from "node:http";
 import { type AddressInfo } from "node:net";
 import { join } from "node:path";
-import { ARTIFACTS, type Artifact } from "../../../cloud-init/artifacts";
+import { ARTIFACTS, type Artifact } from "../../cloud-init/artifacts";
 import { log, run } from "./process";
 import { type Teardown } from "./teardown";
 

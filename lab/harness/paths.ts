@@ -1,7 +1,9 @@
 /** Paths of the repository and of the binaries the harness runs from node_modules. */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 
-export const REPO_ROOT = resolve(__dirname, "../../..");
+import { REPO_ROOT } from "../../app/repo";
+
+export { REPO_ROOT };
 /** Deno 2.9 from the `deno` npm package (the same build the servers install). */
 export const DENO_BIN = join(REPO_ROOT, "node_modules/.bin/deno");
 /** Litestream 0.3.13 from @flydotio/litestream-linux-x64 (the same build the servers install). */
