@@ -3,6 +3,7 @@
  * tests below assert what matters for security and data, named after the scanner checks they mirror.
  */
 import { OBJECT_ACTIONS } from "../stacks/backup-bucket";
+import { volumeDescription } from "../stacks/server/digitalocean";
 import { shippedEnvironment, shippedEnvironments } from "../lab/environments";
 import { parseHcl } from "./support/hcl";
 import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth";
@@ -44,8 +45,33 @@ describe("example-prod (DigitalOcean)", () => {
       });
     });
 
-    test("droplet ignores user_data changes (a change would replace the droplet)", () => {
-      expect(stack.resource("digitalocean_droplet").lifecycle).toEqual({ ignore_changes: ["user_data"] });
+    test("droplet ignores user_data and ssh_keys changes (either would replace it; keys reach the server by deploy)", () => {
+      // Adding a staff key to the client file must not replace the client's server on the next cdktf deploy.
+      // That the deploy pushes every key: test/provider-hazards.test.ts.
+      expect(stack.resource("digitalocean_droplet").lifecycle).toEqual({ ignore_changes: ["user_data", "ssh_keys"] });
+    });
+
+    test("the volume's description never changes: fixed per stack, ignored by Terraform (it would replace the volume)", () => {
+      const volume = stack.resource("digitalocean_volume");
+      expect(volume.description).toBe(volumeDescription("example-prod"));
+      expect(volume.description).toBe("Data volume (SQLite database) of example-prod");
+      expect(volume.lifecycle).toEqual({ prevent_destroy: true, ignore_changes: ["description"] });
+      // No config field reaches it: changing every field a client changes leaves it as it was.
+      const changed = synthesize({
+        ...env,
+        size: "s-2vcpu-4gb",
+        volume: { sizeGiB: 50 },
+        sshKeys: [...env.sshKeys, { name: "joe", publicKey: env.sshKeys[0].publicKey }],
+        app: { ...env.app, repo: "https://github.com/agency/other.git", port: 8100 },
+        domain: undefined,
+        backups: { ...env.backups, noncurrentVersionDays: 90 },
+      });
+      expect(changed.resource("digitalocean_volume").description).toBe(volume.description);
+      expect(changed.resource("digitalocean_volume").size).toBe(50);
+    });
+
+    test("a size change resizes CPU and RAM only (resize_disk false: a grown disk is permanent)", () => {
+      expect(stack.resource("digitalocean_droplet").resize_disk).toBe(false);
     });
 
     test("the volume is attached with a volume_attachment, not the droplet's volume_ids", () => {
@@ -123,7 +149,21 @@ describe("example-prod (DigitalOcean)", () => {
         { protocol: "tcp", port_range: "80", source_addresses: ["0.0.0.0/0", "::/0"] },
         { protocol: "tcp", port_range: "443", source_addresses: ["0.0.0.0/0", "::/0"] },
       ]);
-      expect(firewall.droplet_ids).toEqual([expect.stringContaining("digitalocean_droplet.")]);
+    });
+
+    test("bound to a per-stack tag that exists before the droplet: the droplet carries it from creation", () => {
+      const firewall = stack.resource("digitalocean_firewall");
+      const droplet = stack.resource("digitalocean_droplet");
+      const [tagId] = Object.keys(stack.json.resource.digitalocean_tag);
+      expect(stack.resource("digitalocean_tag")).toMatchObject({ name: "firewall:pixelco-example-prod" });
+      // By tag, not droplet_ids: a droplet_ids binding applies only once the droplet exists, so a new or
+      // replacement droplet would boot with SSH open to the internet until then.
+      expect(firewall.droplet_ids).toBeUndefined();
+      expect(firewall.tags).toEqual([`\${digitalocean_tag.${tagId}.name}`]);
+      expect(droplet.tags).toContain(`\${digitalocean_tag.${tagId}.name}`);
+      // The firewall is created first (it needs nothing of the droplet), and the droplet waits for it.
+      expect(JSON.stringify(firewall)).not.toContain("digitalocean_droplet");
+      expect(droplet.depends_on).toEqual([`digitalocean_firewall.${Object.keys(stack.json.resource.digitalocean_firewall)[0]}`]);
     });
   });
 

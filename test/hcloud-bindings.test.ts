@@ -12,6 +12,7 @@ import { PrimaryIp } from "../stacks/server/hcloud/primary-ip";
 import { HcloudProvider } from "../stacks/server/hcloud/provider";
 import { HCLOUD_PROVIDER, snakeCase } from "../stacks/server/hcloud/schema";
 import { Server } from "../stacks/server/hcloud/server";
+import { DataSshKey } from "../stacks/server/hcloud/ssh-key";
 import { Volume } from "../stacks/server/hcloud/volume";
 import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment";
 import { shippedEnvironment } from "../lab/environments";
@@ -50,10 +51,11 @@ function buildStack(app: App): TerraformStack {
     image: "debian-12",
     location: "fsn1",
     userData: "#cloud-config\n",
-    sshKeys: ["acme-jane"],
+    sshKeys: ["acme-jane", Token.asString(new DataSshKey(stack, "Joe", { name: "joe" }).id)],
     publicNet: [{ ipv4Enabled: true, ipv4: ipv4.id, ipv6Enabled: true, ipv6: ipv6.id }],
     firewallIds: [Token.asNumber(firewall.id)],
     ignoreRemoteFirewallIds: true,
+    keepDisk: true,
     shutdownBeforeDeletion: true,
     labels,
     lifecycle: { ignoreChanges: ["user_data", "ssh_keys"] },
@@ -123,19 +125,20 @@ describe("resources: attribute names and types as in the provider's docs", () =>
     });
   });
 
-  test("hcloud_server: name, server_type, image, location, user_data, ssh_keys, public_net block, firewall_ids, flags, labels", () => {
+  test("hcloud_server: name, server_type, image, location, user_data, ssh_keys, public_net block, firewall_ids, keep_disk, flags, labels", () => {
     expect(resource("hcloud_server")).toEqual({
       name: "acme",
       server_type: "cx23",
       image: "debian-12",
       location: "fsn1",
       user_data: "#cloud-config\n",
-      ssh_keys: ["acme-jane"],
+      ssh_keys: ["acme-jane", "${data.hcloud_ssh_key.Joe.id}"],
       public_net: [
         { ipv4_enabled: true, ipv4: "${hcloud_primary_ip.Ipv4.id}", ipv6_enabled: true, ipv6: "${hcloud_primary_ip.Ipv6.id}" },
       ],
       firewall_ids: ["${hcloud_firewall.Firewall.id}"],
       ignore_remote_firewall_ids: true,
+      keep_disk: true,
       shutdown_before_deletion: true,
       labels,
       lifecycle: { ignore_changes: ["user_data", "ssh_keys"] },
@@ -148,6 +151,11 @@ describe("resources: attribute names and types as in the provider's docs", () =>
       server_id: "${hcloud_server.Server.id}",
       automount: false,
     });
+  });
+
+  test("data hcloud_ssh_key: looked up by name; its id (Number) is what a server's ssh_keys takes", () => {
+    const { "//": _metadata, ...attributes } = json.data.hcloud_ssh_key.Joe;
+    expect(attributes).toEqual({ name: "joe" });
   });
 
   test("hcloud_firewall_attachment: firewall_id, server_ids, label_selectors", () => {
@@ -231,6 +239,7 @@ describe("`cdktf synth --hcl` output", () => {
 
   test("parses as HCL (HashiCorp's parser, offline)", async () => {
     await expect(parseHcl(hcl)).resolves.toHaveProperty("resource");
+    await expect(parseHcl(hcl)).resolves.toHaveProperty("data.hcloud_ssh_key");
   });
 
   test("the whole Hetzner example stack parses as HCL, user data included", async () => {

@@ -8,6 +8,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData } from "../cloud-init/render";
 import { hetznerVolumeDevice } from "../stacks/server/hetzner";
 import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments";
@@ -29,11 +30,16 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
   });
 
   test("the synthesized user data, references and all, stays under 90 % of Hetzner's 32 KiB cap (size printed)", () => {
-    // Here kit.env holds the volume's id (a reference), so it travels as text beside the gzip'd bundle:
+    // Here volume.env holds the volume's id (a reference), so it travels as text beside the gzip'd bundle:
     // this is the size the server gets, give or take the references' resolved lengths.
-    const size = Buffer.byteLength(stack.resource("hcloud_server").user_data);
+    const userData: string = stack.resource("hcloud_server").user_data;
+    const size = Buffer.byteLength(userData);
     console.log(`examplehz-prod as synthesized: user data ${size} B = ${((100 * size) / 32768).toFixed(1)} % of Hetzner's cap`);
     expect(size).toBeLessThan(0.9 * 32768);
+    // The one file that holds a reference is the one-line volume.env: everything else is compressed.
+    const uncompressed = [...userData.matchAll(/^ {2}- path: (\S+)$/gm)].map((m) => m[1]);
+    expect(uncompressed).toEqual(expect.arrayContaining([LAYOUT.volumeEnvFile, LAYOUT.firstBootBundle]));
+    expect(uncompressed).not.toContain(LAYOUT.kitEnvFile);
   });
 
   describe("data is never destroyed by Terraform", () => {
@@ -95,9 +101,18 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
       expect(userData).toContain("${var.secret_SESSION_SECRET}");
     });
 
-    test("the server takes the project's registered keys by name and uploads none (Hetzner refuses a key twice in a project)", () => {
+    test("the server takes the project's registered keys, looked up by name at plan time, and uploads none", () => {
+      // Hetzner refuses a key twice in a project, so the stack cannot upload them. Looked up by a data source,
+      // a key missing from the project fails the plan; by name on the server, the provider would find out only
+      // when it creates the server, half-way through an apply.
       expect(stack.resources("hcloud_ssh_key")).toEqual([]);
-      expect(stack.resource("hcloud_server").ssh_keys).toEqual(env.sshKeys.map((key) => key.name));
+      const lookups = stack.json.data.hcloud_ssh_key as Record<string, { name: string }>;
+      expect(Object.values(lookups).map(({ name }) => ({ name }))).toEqual(env.sshKeys.map((key) => ({ name: key.name })));
+      expect(stack.resource("hcloud_server").ssh_keys).toEqual(Object.keys(lookups).map((id) => `\${data.hcloud_ssh_key.${id}.id}`));
+    });
+
+    test("a server_type change resizes CPU and RAM only (keep_disk: a grown disk is permanent)", () => {
+      expect(stack.resource("hcloud_server").keep_disk).toBe(true);
     });
   });
 
@@ -107,6 +122,10 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
         expect.objectContaining({ name: "pixelco-examplehz-prod-ipv4", type: "ipv4", location: "fsn1", auto_delete: false }),
         expect.objectContaining({ name: "pixelco-examplehz-prod-ipv6", type: "ipv6", location: "fsn1", auto_delete: false }),
       ]);
+    });
+
+    test("both primary IPs have prevent_destroy (a new address breaks DNS and allow-lists)", () => {
+      for (const ip of stack.resources("hcloud_primary_ip")) expect(ip.lifecycle).toEqual({ prevent_destroy: true });
     });
 
     test("the server's public_net links both primary IPs", () => {
@@ -199,9 +218,10 @@ describe("user data of examplehz-prod with concrete values (what the server rece
     expect(result.status).toBe(0);
   });
 
-  test("kit.env names the Hetzner device path, unquoted", () => {
-    const kitEnv = landedFiles(userData).get("/etc/kit/kit.env")!.content;
-    expect(kitEnv).toMatch(/^VOLUME_DEVICE=\/dev\/disk\/by-id\/scsi-0HC_Volume_101234567$/m);
+  test("volume.env names the Hetzner device path, unquoted; kit.env (compressed in the bundle) holds no reference", () => {
+    const files = landedFiles(userData);
+    expect(files.get(LAYOUT.volumeEnvFile)!.content).toMatch(/^VOLUME_DEVICE=\/dev\/disk\/by-id\/scsi-0HC_Volume_101234567$/m);
+    expect(files.get(LAYOUT.kitEnvFile)!.content).not.toMatch(/VOLUME_DEVICE/);
   });
 
   test("fits Hetzner's 32 KiB user data limit", () => {

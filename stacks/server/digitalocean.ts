@@ -6,6 +6,7 @@ import { DigitaloceanProvider } from "@cdktf/provider-digitalocean/lib/provider"
 import { Record as DnsRecord } from "@cdktf/provider-digitalocean/lib/record";
 import { ReservedIp } from "@cdktf/provider-digitalocean/lib/reserved-ip";
 import { ReservedIpAssignment } from "@cdktf/provider-digitalocean/lib/reserved-ip-assignment";
+import { Tag } from "@cdktf/provider-digitalocean/lib/tag";
 import { Volume } from "@cdktf/provider-digitalocean/lib/volume";
 import { VolumeAttachment } from "@cdktf/provider-digitalocean/lib/volume-attachment";
 import { Token } from "cdktf";
@@ -20,6 +21,14 @@ export function digitalOceanVolumeDevice(volumeName: string): string {
 
 /** DigitalOcean tags: lowercase letters, digits, `:`, `-`, `_`. */
 const doTag = (key: string, value: string) => `${key}:${value}`.toLowerCase().replace(/[^a-z0-9:_-]/g, "-");
+
+/**
+ * The data volume's description. DigitalOcean cannot change a volume's description: the provider replaces
+ * the volume instead (ForceNew), which `prevent_destroy` refuses — so a new wording here would break every
+ * existing client's plan. It derives from the stack's name alone (a config change cannot alter it), and the
+ * volume also ignores changes to it.
+ */
+export const volumeDescription = (stackName: string) => `Data volume (SQLite database) of ${stackName}`;
 
 /**
  * A droplet with a data volume, a cloud firewall, a reserved IP, optional DNS records and a project
@@ -37,8 +46,8 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     this.env = props.env;
     new DigitaloceanProvider(this, "Provider", {});
     const volume = this.createVolume();
-    const droplet = this.createDroplet(volume);
-    this.createFirewall(droplet);
+    const firewall = this.createFirewall();
+    const droplet = this.createDroplet(volume, firewall);
     const address = this.createReservedIp(droplet);
     this.ipv4 = address.ipAddress;
     this.ipv6 = droplet.ipv6Address;
@@ -53,12 +62,18 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
       region: this.env.region,
       size: this.env.volume.sizeGiB,
       initialFilesystemType: "ext4",
-      description: `Data volume (SQLite database) of ${this.env.stackName}`,
-      lifecycle: { preventDestroy: true },
+      description: volumeDescription(this.env.stackName),
+      // name, region and initial_filesystem_type replace the volume too: each derives from stable ids or is constant.
+      lifecycle: { preventDestroy: true, ignoreChanges: ["description"] },
     });
   }
 
-  private createDroplet(volume: Volume): Droplet {
+  /**
+   * The droplet carries the firewall's tag from its creation and is created only once the firewall exists
+   * (depends_on), so the firewall covers it from its first second — also a replacement droplet. (A firewall
+   * bound by `droplet_ids` applies only after the droplet exists: it would boot with SSH open to the world.)
+   */
+  private createDroplet(volume: Volume, firewall: { readonly resource: Firewall; readonly tag: Tag }): Droplet {
     const sshKeys = this.env.sshKeys.map(
       (key, i) => new DataDigitaloceanSshKey(this, `SshKey${i}`, { name: key.name }).id,
     );
@@ -70,13 +85,18 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
       monitoring: true,
       ipv6: true,
       gracefulShutdown: true,
+      // A size change resizes CPU and RAM only: a grown disk could never shrink again, so the droplet could
+      // never go back to a smaller size. The data lives on the volume.
+      resizeDisk: false,
       sshKeys: sshKeys.map((id) => Token.asString(id)),
-      tags: Object.entries(this.props.tags).map(([k, v]) => doTag(k, v)),
+      tags: [...Object.entries(this.props.tags).map(([k, v]) => doTag(k, v)), firewall.tag.name],
       userData: this.props.userData(digitalOceanVolumeDevice(this.env.names.volume)),
+      dependsOn: [firewall.resource],
       lifecycle: {
-        // Any user_data change would replace the droplet. cloud-init only runs at first boot anyway;
-        // later configuration changes are pushed over SSH by scripts/deploy.ts.
-        ignoreChanges: ["user_data"],
+        // A change to either would replace the droplet (ForceNew). cloud-init only runs at first boot anyway;
+        // later configuration, and the deploy user's keys (/etc/ssh/authorized_keys/deploy), are pushed over SSH
+        // by scripts/deploy.ts. The keys here only reach root, whose login cloud-init turns off.
+        ignoreChanges: ["user_data", "ssh_keys"],
       },
     });
     new VolumeAttachment(this, "DataVolumeAttachment", {
@@ -86,10 +106,13 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     return droplet;
   }
 
-  private createFirewall(droplet: Droplet): Firewall {
+  /** The firewall and the per-stack tag that binds it: the tag exists before the droplet, which carries it. */
+  private createFirewall(): { resource: Firewall; tag: Tag } {
     const anywhere = ["0.0.0.0/0", "::/0"];
+    const tag = new Tag(this, "FirewallTag", { name: doTag("firewall", this.env.names.server) });
     const firewall = new Firewall(this, "Firewall", {
       name: this.env.names.server,
+      tags: [tag.name],
       // Stateful and default-deny: nothing inbound but these three ports.
       inboundRule: [
         { protocol: "tcp", portRange: "22", sourceAddresses: [...this.env.sshAllowedCidrs] },
@@ -103,10 +126,7 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
         { protocol: "icmp", destinationAddresses: anywhere },
       ],
     });
-    // Set as a list of the id reference: cdktf's HCL writer (`synth --hcl`) mangles a list of number
-    // tokens into invalid HCL (`[ $ { … } ]`); Terraform converts the string to a number.
-    firewall.addOverride("droplet_ids", [droplet.id]);
-    return firewall;
+    return { resource: firewall, tag };
   }
 
   private createReservedIp(droplet: Droplet): ReservedIp {

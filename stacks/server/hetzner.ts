@@ -8,6 +8,7 @@ import { FirewallAttachment } from "./hcloud/firewall-attachment";
 import { PrimaryIp } from "./hcloud/primary-ip";
 import { HcloudProvider } from "./hcloud/provider";
 import { Server } from "./hcloud/server";
+import { DataSshKey } from "./hcloud/ssh-key";
 import { Volume } from "./hcloud/volume";
 import { VolumeAttachment } from "./hcloud/volume-attachment";
 import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform";
@@ -59,7 +60,9 @@ export class HetznerServer extends Construct implements ProvisionedServer {
       format: "ext4",
       // The bootstrap mounts it (mount-volume.sh); Hetzner's automount is unreliable on recreated servers.
       automount: false,
-      // Also refuse deletion from the console or API; `prevent_destroy` is what stops Terraform.
+      // Also refuse deletion from the console or API; `prevent_destroy` is what stops Terraform. The provider
+      // does not lift this lock on destroy (provider issue 1206): retiring the volume takes the runbook's three
+      // steps (docs/runbook.md, "Retiring an environment").
       deleteProtection: true,
       labels: this.labels,
       lifecycle: { preventDestroy: true },
@@ -90,6 +93,8 @@ export class HetznerServer extends Construct implements ProvisionedServer {
         location: this.env.region,
         autoDelete: false,
         labels: this.labels,
+        // A new address would break the client's DNS and every allow-list that names it.
+        lifecycle: { preventDestroy: true },
       });
     return { ipv4: address("Ipv4", "ipv4"), ipv6: address("Ipv6", "ipv6") };
   }
@@ -102,9 +107,11 @@ export class HetznerServer extends Construct implements ProvisionedServer {
       location: this.env.region,
       // Keys registered once in the client's Hetzner project under these names (as on DigitalOcean): the stack
       // cannot upload them, because Hetzner refuses a second copy of a key in a project, so prod and staging
-      // could not both upload the same staff key. With keys, Hetzner mails no root password; cloud-init then
-      // disables root login anyway, and the deploy user's keys come from the user data.
-      sshKeys: this.env.sshKeys.map((key) => key.name),
+      // could not both upload the same staff key. Looked up by the data source, at plan time: a key missing from
+      // the project fails the plan, not the apply half-way (the provider resolves names only at create). With
+      // keys, Hetzner mails no root password; cloud-init then disables root login anyway, and the deploy user's
+      // keys come from the user data and every deploy.
+      sshKeys: this.env.sshKeys.map((key, i) => Token.asString(new DataSshKey(this, `SshKey${i}`, { name: key.name }).id)),
       publicNet: [
         {
           ipv4Enabled: true,
@@ -117,6 +124,10 @@ export class HetznerServer extends Construct implements ProvisionedServer {
       // the server ignores what it reads back (the pattern in the provider's firewall_attachment docs).
       firewallIds: [Token.asNumber(firewall.id)],
       ignoreRemoteFirewallIds: true,
+      // A server_type change resizes CPU and RAM only: a grown disk is permanent (no way back to a smaller type).
+      keepDisk: true,
+      // Hetzner shuts the server down before deleting it, but only after Terraform detached the volume:
+      // replacing a running server needs the runbook's steps first (docs/runbook.md, "Replacing a server").
       shutdownBeforeDeletion: true,
       labels: this.labels,
       userData: this.props.userData(hetznerVolumeDevice(volume.id)),

@@ -17,7 +17,11 @@ export interface PrimaryIpConfig {
    * @default false
    */
   readonly autoDelete?: boolean;
-  /** Hetzner-side lock against deletion (Terraform lifts it when it destroys the resource). @default false */
+  /**
+   * Hetzner-side lock against deletion. The provider does NOT lift it on destroy, although its docs say so
+   * (hetznercloud/terraform-provider-hcloud issue 1206): lift it first (docs/runbook.md, "Retiring an
+   * environment"). @default false
+   */
   readonly deleteProtection?: boolean;
   /** @default - no labels */
   readonly labels?: Readonly<Record<string, string>>;

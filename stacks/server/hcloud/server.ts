@@ -26,7 +26,12 @@ export interface ServerConfig {
   readonly location: string;
   /** cloud-init user data (≤ 32 KiB). Any change replaces the server. @default - none */
   readonly userData?: string;
-  /** `hcloud_ssh_key` ids or names, put on root at creation. Any change replaces the server. @default - none (Hetzner mails a root password) */
+  /**
+   * `hcloud_ssh_key` ids or names, put on root at creation. Any change replaces the server. The provider
+   * resolves names only when it creates the server, so a missing key fails half-way through an apply: pass
+   * ids from the `hcloud_ssh_key` data source (./ssh-key.ts), which fails the plan instead.
+   * @default - none (Hetzner mails a root password)
+   */
   readonly sshKeys?: readonly string[];
   /** @default - a new IPv4 and IPv6 primary IP, deleted with the server */
   readonly publicNet?: readonly ServerPublicNet[];
@@ -37,6 +42,11 @@ export interface ServerConfig {
    * manages this server's firewalls. @default false
    */
   readonly ignoreRemoteFirewallIds?: boolean;
+  /**
+   * On a `server_type` change, resize CPU and RAM only and keep the disk: a grown disk is permanent, and the
+   * server could never go back to a smaller type. @default false (the disk grows)
+   */
+  readonly keepDisk?: boolean;
   /** Try an ACPI shutdown before deleting the server. @default false */
   readonly shutdownBeforeDeletion?: boolean;
   /** @default - no labels */
@@ -60,6 +70,7 @@ const SCHEMA: Schema<ServerConfig> = {
   publicNet: attr.blockSet(PUBLIC_NET),
   firewallIds: attr.numberSet,
   ignoreRemoteFirewallIds: attr.boolean,
+  keepDisk: attr.boolean,
   shutdownBeforeDeletion: attr.boolean,
   labels: attr.map,
 };

@@ -17,7 +17,12 @@ export interface VolumeConfig {
   readonly format?: "ext4" | "xfs";
   /** Let Hetzner mount the volume when attaching (needs a server). @default false */
   readonly automount?: boolean;
-  /** Hetzner-side lock against deletion (Terraform lifts it when it destroys the resource). @default false */
+  /**
+   * Hetzner-side lock against deletion, from the console and the API alike. The provider does NOT lift it
+   * when Terraform destroys the volume, although its docs say so (hetznercloud/terraform-provider-hcloud
+   * issue 1206): a destroy then fails with `protected` half-way through. Lift it first (docs/runbook.md,
+   * "Retiring an environment"). @default false
+   */
   readonly deleteProtection?: boolean;
   /** @default - no labels */
   readonly labels?: Readonly<Record<string, string>>;
