@@ -1,20 +1,24 @@
 /**
- * The lab S3 (lab/s3): its own conformance (SigV4, payload hashes, aws-chunked, ranges, versioning,
- * listing, multipart with S3's checks), then the kit's real clients against it with the stack's own
+ * The lab S3 (lab/s3): its own conformance (SigV4, payload hashes, aws-chunked, ranges, conditional GETs,
+ * versioning and noncurrent versions, listing, deletes, multipart with S3's checks, 501 NotImplemented for
+ * what it does not serve), a 1 GiB object by multipart with bounded memory (≈ 35 s of the suite), then the kit's real clients against it with the stack's own
  * policies: Litestream 0.3.13 replicating a database through a 120 MiB single-transaction write
  * (multipart) and restoring it, curl --aws-sigv4 as s3-put.sh calls it, and the refusals AWS gives.
  */
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createCipheriv, createHash, createHmac, randomBytes } from "node:crypto";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { shippedEnvironment } from "../lab/environments";
 import { LITESTREAM_DIR } from "../lab/local/local-kit";
 import { s3Request } from "../lab/s3/client";
 import { startKitLabS3, type KitLabS3 } from "../lab/s3/kit";
 import { startLabS3, type LabS3 } from "../lab/s3/server";
-import { chunkSignature, signRequest, STREAMING_PAYLOAD } from "../lab/s3/sigv4";
+import { chunkSignature, signRequest, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD } from "../lab/s3/sigv4";
 import { MIN_PART_SIZE } from "../lab/s3/store";
 import { text } from "../lab/s3/xml";
 
@@ -168,9 +172,204 @@ describe("lab S3 conformance", () => {
     expect([got.headers.etag, got.body.equals(Buffer.concat(parts))]).toEqual([expected, true]);
     const across = await call("GET", `/${bucket}/mp`, { headers: { range: `bytes=${MIN_PART_SIZE - 2}-${MIN_PART_SIZE + 1}` } });
     expect(across.body.equals(Buffer.concat(parts).subarray(MIN_PART_SIZE - 2, MIN_PART_SIZE + 2))).toBe(true);
+    // GetObject ?partNumber serves one part as S3 does (206, the part's range, the object's part count).
+    const part2 = await call("GET", `/${bucket}/mp?partNumber=2`);
+    const part4 = await call("GET", `/${bucket}/mp?partNumber=4`);
+    expect([part2.status, part2.headers["content-range"], part2.headers["x-amz-mp-parts-count"]]).toEqual([206, `bytes ${MIN_PART_SIZE}-${2 * MIN_PART_SIZE - 1}/${2 * MIN_PART_SIZE + 1000}`, "3"]);
+    expect(part2.body.equals(parts[1])).toBe(true);
+    expect([part4.status, text(part4.text, "Code")]).toEqual([416, "InvalidPartNumber"]);
     expect((await call("DELETE", `/${bucket}/small?uploadId=${small}`)).status).toBe(204);
     expect(text((await call("GET", `/${bucket}/small?uploadId=${small}`)).text, "Code")).toBe("NoSuchUpload");
   });
+
+  test("conditional GETs: If-Match / If-Unmodified-Since fail with 412, If-None-Match / If-Modified-Since answer 304; response-* overrides", async () => {
+    const put = await call("PUT", `/${bucket}/cond`, { body: "conditional" });
+    const etag = String(put.headers.etag);
+    const get = (headers: Record<string, string>, query = "") => call("GET", `/${bucket}/cond${query}`, { headers });
+    const later = new Date(Date.now() + 60_000).toUTCString();
+    const earlier = new Date(Date.now() - 60_000).toUTCString();
+    expect((await get({ "if-match": etag })).text).toBe("conditional");
+    const failed = await get({ "if-match": '"0123"' });
+    expect([failed.status, text(failed.text, "Code"), text(failed.text, "Condition")]).toEqual([412, "PreconditionFailed", "If-Match"]);
+    expect((await get({ "if-unmodified-since": earlier })).status).toBe(412);
+    expect((await get({ "if-match": etag, "if-unmodified-since": earlier })).status).toBe(200); // a matching If-Match wins
+    const notModified = await get({ "if-none-match": etag });
+    expect([notModified.status, notModified.body.length, notModified.headers.etag]).toEqual([304, 0, etag]);
+    expect((await get({ "if-modified-since": later })).status).toBe(304);
+    expect((await get({ "if-modified-since": earlier })).status).toBe(200);
+    const renamed = await get({}, "?response-content-type=text/plain&response-content-disposition=attachment%3B%20filename%3Dx.txt");
+    expect([renamed.headers["content-type"], renamed.headers["content-disposition"]]).toEqual(["text/plain", "attachment; filename=x.txt"]);
+  });
+
+  test("versions: noncurrent versions paged by key-marker / version-id-marker; DeleteObjects removes one version for good, or adds markers", async () => {
+    const ids: string[] = [];
+    for (const body of ["v1", "v2", "v3"]) ids.push(String((await call("PUT", `/${bucket}/ver/a`, { body })).headers["x-amz-version-id"]));
+    await call("PUT", `/${bucket}/ver/b`, { body: "b" });
+    const seen: { key: string; id: string; latest: string }[] = [];
+    let markers = "";
+    for (let pages = 0; pages < 5; pages++) {
+      const page = await call("GET", `/${bucket}?versions&prefix=ver/&max-keys=2${markers}`);
+      for (const v of page.text.matchAll(/<Version><Key>([^<]+)<\/Key>.*?<VersionId>([^<]+)<\/VersionId><IsLatest>(\w+)<\/IsLatest><\/Version>/g)) seen.push({ key: v[1], id: v[2], latest: v[3] });
+      if (text(page.text, "IsTruncated") !== "true") break;
+      markers = `&key-marker=${encodeURIComponent(text(page.text, "NextKeyMarker")!)}&version-id-marker=${encodeURIComponent(text(page.text, "NextVersionIdMarker")!)}`;
+    }
+    // Newest first within a key, each version exactly once across the pages.
+    expect(seen.filter((v) => v.key === "ver/a").map((v) => [v.id, v.latest])).toEqual([[ids[2], "true"], [ids[1], "false"], [ids[0], "false"]]);
+    expect(seen.filter((v) => v.key === "ver/b")).toHaveLength(1);
+    const xml = `<Delete><Object><Key>ver/a</Key><VersionId>${ids[0]}</VersionId></Object><Object><Key>ver/b</Key></Object></Delete>`;
+    const withoutMd5 = await call("POST", `/${bucket}?delete`, { body: xml });
+    expect([withoutMd5.status, text(withoutMd5.text, "Code")]).toEqual([400, "InvalidRequest"]);
+    const deleted = await call("POST", `/${bucket}?delete`, { body: xml, headers: { "content-md5": createHash("md5").update(xml).digest("base64") } });
+    expect(deleted.status).toBe(200);
+    expect(deleted.text).toContain(`<Deleted><Key>ver/a</Key><VersionId>${ids[0]}</VersionId></Deleted>`);
+    expect(deleted.text).toMatch(/<Deleted><Key>ver\/b<\/Key><DeleteMarker>true<\/DeleteMarker><DeleteMarkerVersionId>[^<]+<\/DeleteMarkerVersionId><\/Deleted>/);
+    expect(text((await call("GET", `/${bucket}/ver/a?versionId=${encodeURIComponent(ids[0])}`)).text, "Code")).toBe("NoSuchVersion");
+    expect((await call("GET", `/${bucket}/ver/a?versionId=${encodeURIComponent(ids[1])}`)).text).toBe("v2");
+    expect((await call("GET", `/${bucket}/ver/b`)).status).toBe(404);
+    expect((await call("GET", `/${bucket}?list-type=2&prefix=ver/`)).text).not.toContain("<Key>ver/b</Key>");
+  });
+
+  test("what the lab does not serve is 501 NotImplemented naming it, and nothing is stored", async () => {
+    await call("PUT", `/${bucket}/ni`, { body: "original" });
+    const upload = text((await call("POST", `/${bucket}/ni-mp?uploads`)).text, "UploadId")!;
+    const cases: [string, string, Parameters<typeof call>[2], RegExp][] = [
+      ["GET", `/${bucket}/ni?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=x&X-Amz-Signature=0`, {}, /Presigned URLs/],
+      ["PUT", `/${bucket}/ni`, { headers: { "x-amz-copy-source": `/${bucket}/range` } }, /CopyObject/],
+      ["PUT", `/${bucket}/ni-mp?partNumber=1&uploadId=${upload}`, { headers: { "x-amz-copy-source": `/${bucket}/range` } }, /UploadPartCopy/],
+      ["PUT", `/${bucket}/ni?tagging`, { body: "<Tagging/>" }, /\?tagging subresource/],
+      ["GET", `/${bucket}/ni?acl`, {}, /\?acl subresource/],
+      ["PUT", `/${bucket}/ni`, { body: "x", headers: { "x-amz-checksum-crc32": "AAAAAA==", "x-amz-sdk-checksum-algorithm": "CRC32" } }, /Additional checksums/],
+      ["PUT", `/${bucket}/ni`, { body: "x", headers: { "if-none-match": "*" } }, /Conditional writes/],
+      ["PUT", `/${bucket}/ni`, { body: "x", payloadHash: "STREAMING-UNSIGNED-PAYLOAD-TRAILER" }, /trailing checksums/],
+      ["PUT", `/${bucket}/ni`, { body: "x", headers: { "x-amz-server-side-encryption-customer-algorithm": "AES256" } }, /SSE-C/],
+      ["PUT", `/${bucket}/ni`, { body: "x", headers: { "x-amz-server-side-encryption": "aws:kms" } }, /aws:kms/],
+      ["PUT", `/${bucket}/ni`, { body: "x", headers: { "x-amz-storage-class": "GLACIER" } }, /GLACIER/],
+      ["GET", `/${bucket}?uploads`, {}, /not served/],
+      ["POST", `/${bucket}/ni?restore`, { body: "<RestoreRequest/>" }, /\?restore subresource/],
+    ];
+    for (const [method, url, o, message] of cases) {
+      const answer = method === "GET" && url.includes("X-Amz-Signature")
+        ? await s3Request(lab.endpoint, lab.caFile, undefined, method, url)
+        : await call(method, url, o);
+      expect({ url, status: answer.status, code: text(answer.text, "Code") }).toEqual({ url, status: 501, code: "NotImplemented" });
+      expect(text(answer.text, "Message")).toMatch(message);
+    }
+    expect((await call("GET", `/${bucket}/ni`)).text).toBe("original");
+    expect((await call("GET", `/${bucket}/ni-mp?uploadId=${upload}`)).text).not.toContain("<Part>");
+    // An AWS SDK's x-id and x-amz-checksum-mode (send me stored checksums: there are none) are fine.
+    expect((await call("GET", `/${bucket}/ni?x-id=GetObject`, { headers: { "x-amz-checksum-mode": "ENABLED" } })).text).toBe("original");
+  });
+});
+
+describe("lab S3 at scale: a 1 GiB object by multipart with bounded memory, read back by parallel ranged GETs", () => {
+  const MiB = 1024 * 1024;
+  const SIZE = 1024 * MiB;
+  const PART = 64 * MiB;
+  const region = "eu-central-1";
+  const bucket = "lab-scale";
+  const admin = { userName: "lab-admin", accessKeyId: "AKIALABADMIN0001", secretAccessKey: "lab-admin-secret-0123456789abcdefghijklmn" };
+  const creds = { ...admin, region };
+  let lab: LabS3;
+  beforeAll(async () => {
+    lab = await startLabS3({
+      users: [{ ...admin, policies: [{ name: "all", document: { Version: "2012-10-17", Statement: [{ Effect: "Allow", Action: "s3:*", Resource: "*" }] } }] }],
+      buckets: [{ name: bucket, region }],
+    });
+  });
+  afterAll(() => lab?.stop());
+
+  // The object's bytes are AES-CTR keystream: any range can be regenerated from its offset, so neither
+  // side ever holds the object, and every byte read back is compared with what was sent.
+  const aesKey = randomBytes(16);
+  const content = (offset: number, length: number): Buffer => {
+    const out = Buffer.alloc(length);
+    for (let done = 0; done < length;) {
+      const within = (offset + done) % PART;
+      const n = Math.min(length - done, PART - within);
+      const iv = Buffer.alloc(16);
+      iv.writeUInt32BE(Math.floor((offset + done) / PART), 4);
+      iv.writeBigUInt64BE(BigInt(Math.floor(within / 16)), 8);
+      const skip = within % 16;
+      createCipheriv("aes-128-ctr", aesKey, iv).update(Buffer.alloc(n + skip)).copy(out, done, skip);
+      done += n;
+    }
+    return out;
+  };
+
+  /** One request with a streamed body and a streamed answer: only a small answer is kept as text. */
+  const stream = (method: string, url: string, o: { body?: () => AsyncGenerator<Buffer>; length?: number; headers?: Record<string, string>; onData?: (chunk: Buffer) => void } = {}) => {
+    const target = new URL(lab.endpoint);
+    const signed = signRequest({ method, url, host: target.host, headers: { ...o.headers, "content-length": String(o.length ?? 0) }, payloadHash: UNSIGNED_PAYLOAD }, creds);
+    return new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; text: string; size: number }>((resolve, reject) => {
+      const req = httpsRequest({ host: target.hostname, port: target.port, method, path: url, headers: signed, ca: readFileSync(lab.caFile) }, (res) => {
+        let size = 0;
+        let small = "";
+        res.on("data", (chunk: Buffer) => {
+          if (o.onData) o.onData(chunk);
+          else if (small.length < 65_536) small += chunk.toString("utf8");
+          size += chunk.length;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: small, size }));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      if (o.body) pipeline(Readable.from(o.body()), req).catch(reject);
+      else req.end();
+    });
+  };
+
+  test("upload 1 GiB in 16 parts of 64 MiB (4 at a time), read it back by 4 parallel unaligned ranges: every byte equal, RSS growth bounded", async () => {
+    const rss: number[] = [];
+    const baseline = process.memoryUsage().rss;
+    const sampler = setInterval(() => rss.push(process.memoryUsage().rss), 50);
+    const started = Date.now();
+    try {
+      const id = text((await stream("POST", `/${bucket}/big?uploads`)).text, "UploadId")!;
+      const etags: string[] = [];
+      const parts = [...Array(SIZE / PART).keys()];
+      const uploadOne = async (i: number) => {
+        async function* body() {
+          for (let at = 0; at < PART; at += MiB) yield content(i * PART + at, MiB);
+        }
+        const up = await stream("PUT", `/${bucket}/big?partNumber=${i + 1}&uploadId=${id}`, { body, length: PART });
+        expect(up.status).toBe(200);
+        etags[i] = String(up.headers.etag);
+      };
+      await Promise.all([0, 1, 2, 3].map(async (lane) => {
+        for (const i of parts.filter((p) => p % 4 === lane)) await uploadOne(i);
+      }));
+      const xml = `<CompleteMultipartUpload>${etags.map((e, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${e}</ETag></Part>`).join("")}</CompleteMultipartUpload>`;
+      const done = await s3Request(lab.endpoint, lab.caFile, creds, "POST", `/${bucket}/big?uploadId=${id}`, { body: xml });
+      expect([done.status, text(done.text, "ETag")]).toEqual([200, expect.stringMatching(/-16"$/)]);
+      const uploadedMs = Date.now() - started;
+
+      // Four GETs at once over ranges that start and end inside parts.
+      const cuts = [0, 256 * MiB + 12_345, 512 * MiB - 777, 768 * MiB + 1, SIZE];
+      const mismatches: string[] = [];
+      await Promise.all(cuts.slice(0, -1).map(async (start, i) => {
+        const end = cuts[i + 1] - 1;
+        let at = start;
+        const got = await stream("GET", `/${bucket}/big`, {
+          headers: { range: `bytes=${start}-${end}` },
+          onData: (chunk) => {
+            if (!chunk.equals(content(at, chunk.length))) mismatches.push(`bytes ${at}-${at + chunk.length - 1}`);
+            at += chunk.length;
+          },
+        });
+        expect([got.status, got.headers["content-range"], got.size]).toEqual([206, `bytes ${start}-${end}/${SIZE}`, end - start + 1]);
+      }));
+      expect(mismatches).toEqual([]);
+      const growth = Math.max(...rss) - baseline;
+      console.log(`lab S3: 1 GiB uploaded in ${uploadedMs} ms, read back in ${Date.now() - started - uploadedMs} ms; RSS growth (server and client in this process) ${(growth / MiB).toFixed(0)} MiB`);
+      // Buffering one 64 MiB part per upload in flight would grow RSS by 4 × 64 = 256 MiB; buffering the
+      // object, by 1 GiB. Streaming needs only stream buffers and TLS records (26 MiB measured, 2026-12-03,
+      // client included): the bound is half of the four buffered parts, with room for a late GC.
+      expect(growth).toBeLessThan(128 * MiB);
+      expect(lab.store.getObject(bucket, "big").segments).toHaveLength(16);
+    } finally {
+      clearInterval(sampler);
+    }
+  }, 180_000);
 });
 
 describe("the kit's clients against the lab S3 with the stack's own policies", () => {

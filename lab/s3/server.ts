@@ -99,6 +99,9 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
     const [bucket, ...rest] = url.pathname.slice(1).split("/");
     const key = rest.length ? decodeURIComponent(rest.join("/")) : undefined;
     if (!bucket) throw new S3Error("MethodNotAllowed", "ListBuckets is not served by the lab");
+    if (PRESIGNED_PARAMS.some((p) => url.searchParams.has(p))) {
+      throw new S3Error("NotImplemented", "Presigned URLs (query-string authentication) are not served by the lab: sign the Authorization header instead");
+    }
     const { user, verified } = authenticate(req);
     const region = store.bucket(decodeURIComponent(bucket)).region;
     if (verified && verified.credential.region !== region) {
@@ -117,6 +120,9 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
     if (!user) throw new S3Error("InvalidAccessKeyId", undefined, { AWSAccessKeyId: auth.credential.accessKeyId });
     const payloadHash = req.headers["x-amz-content-sha256"];
     if (typeof payloadHash !== "string") throw new S3Error("InvalidRequest", "Missing required header for this request: x-amz-content-sha256");
+    if (payloadHash.startsWith("STREAMING-") && payloadHash !== STREAMING_PAYLOAD) {
+      throw new S3Error("NotImplemented", `x-amz-content-sha256 ${payloadHash} (trailing checksums, ECDSA or unsigned streaming) is not served by the lab; it takes ${STREAMING_PAYLOAD}, UNSIGNED-PAYLOAD or a sha256`);
+    }
     if (!/^[0-9a-f]{64}$/.test(payloadHash) && payloadHash !== UNSIGNED_PAYLOAD && payloadHash !== STREAMING_PAYLOAD) {
       throw new S3Error("InvalidArgument", "x-amz-content-sha256 must be UNSIGNED-PAYLOAD, STREAMING-AWS4-HMAC-SHA256-PAYLOAD, or a valid sha256 value.", { ArgumentName: "x-amz-content-sha256", ArgumentValue: payloadHash });
     }
@@ -187,6 +193,9 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
     const { req, query, key } = call;
     const method = req.method ?? "GET";
     const has = (name: string) => query.has(name);
+    refuseUnserved(call, method);
+    /** The query names no parameter but these (and x-id, which AWS SDKs add for their own logs). */
+    const only = (...names: string[]) => [...query.keys()].every((k) => k === "x-id" || names.includes(k) || (names.includes("response-*") && k.startsWith("response-")));
     if (key === undefined) {
       if (method === "GET" && has("location")) return getLocation(call);
       if (method === "GET" && has("versioning")) return getVersioning(call);
@@ -197,17 +206,36 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
       if (method === "POST" && has("delete")) return deleteObjects(call);
       if (method === "DELETE" && [...query.keys()].length === 0) return deleteBucket(call);
     } else {
-      if (method === "PUT" && has("uploadId") && has("partNumber")) return uploadPart(call, key);
-      if (method === "PUT" && req.headers["x-amz-copy-source"] !== undefined) throw new S3Error("NotImplemented", "CopyObject is not served by the lab");
-      if (method === "PUT" && !has("uploadId")) return putObject(call, key);
-      if ((method === "GET" || method === "HEAD") && !has("uploadId")) return getObject(call, key);
-      if (method === "GET" && has("uploadId")) return listParts(call, key);
-      if (method === "POST" && has("uploads")) return createUpload(call, key);
-      if (method === "POST" && has("uploadId")) return completeUpload(call, key);
-      if (method === "DELETE" && has("uploadId")) return abortUpload(call, key);
-      if (method === "DELETE") return deleteObject(call, key);
+      if (method === "PUT" && has("uploadId") && has("partNumber") && only("uploadId", "partNumber")) return uploadPart(call, key);
+      if (method === "PUT" && only()) return putObject(call, key);
+      if ((method === "GET" || method === "HEAD") && only("versionId", "partNumber", "response-*")) return getObject(call, key);
+      if (method === "GET" && has("uploadId") && only("uploadId", "max-parts", "part-number-marker")) return listParts(call, key);
+      if (method === "POST" && has("uploads") && only("uploads")) return createUpload(call, key);
+      if (method === "POST" && has("uploadId") && only("uploadId")) return completeUpload(call, key);
+      if (method === "DELETE" && has("uploadId") && only("uploadId")) return abortUpload(call, key);
+      if (method === "DELETE" && only("versionId")) return deleteObject(call, key);
     }
-    throw new S3Error("NotImplemented", `${method} ${req.url} is not served by the lab`);
+    const subresource = [...query.keys()].find((k) => k !== "x-id" && !SERVED_PARAMS.has(k) && !k.startsWith("response-"));
+    throw new S3Error("NotImplemented", subresource === undefined ? `${method} ${req.url} is not served by the lab` : `The ?${subresource} subresource is not served by the lab (${method} ${req.url})`);
+  }
+
+  /**
+   * Headers that ask for something the lab does not do: answered 501 NotImplemented naming the header,
+   * never served as something else (a copy stored as an empty object, a conditional write as a plain one).
+   */
+  function refuseUnserved(call: Call, method: string): void {
+    const h = call.req.headers;
+    for (const name of Object.keys(h)) {
+      const feature = UNSERVED_HEADERS.find(([pattern]) => pattern.test(name))?.[1];
+      if (feature) throw new S3Error("NotImplemented", `${feature} (header ${name}) is not served by the lab`);
+    }
+    const sse = h["x-amz-server-side-encryption"];
+    if (sse !== undefined && sse !== "AES256") throw new S3Error("NotImplemented", `x-amz-server-side-encryption: ${sse} is not served by the lab (the buckets use SSE-S3, AES256)`);
+    const storageClass = h["x-amz-storage-class"];
+    if (storageClass !== undefined && storageClass !== "STANDARD") throw new S3Error("NotImplemented", `x-amz-storage-class: ${storageClass} is not served by the lab (STANDARD only)`);
+    if ((method === "PUT" || method === "POST") && (h["if-match"] !== undefined || h["if-none-match"] !== undefined)) {
+      throw new S3Error("NotImplemented", `Conditional writes (header ${h["if-match"] !== undefined ? "If-Match" : "If-None-Match"} on ${method}) are not served by the lab`);
+    }
   }
 
   async function getLocation(call: Call) {
@@ -317,13 +345,30 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
   }
 
   async function getObject(call: Call, key: string) {
-    const versionId = call.query.get("versionId") ?? undefined;
+    const q = call.query;
+    const versionId = q.get("versionId") ?? undefined;
     await require(call, versionId === undefined ? "s3:GetObject" : "s3:GetObjectVersion", key);
     const v = store.getObject(call.bucket, key, versionId);
+    const validators = { ETag: v.etag, "Last-Modified": v.lastModified.toUTCString() };
+    const precondition = checkPreconditions(call.req.headers, v);
+    if (precondition === 304) return void call.res.writeHead(304, validators).end();
     const headers: Record<string, string | number> = {
-      "Content-Type": v.contentType, ETag: v.etag, "Last-Modified": v.lastModified.toUTCString(), "Accept-Ranges": "bytes", ...versionHeader(call, v), ...v.metadata,
+      "Content-Type": v.contentType, ...validators, "Accept-Ranges": "bytes", ...versionHeader(call, v), ...v.metadata,
     };
-    const range = parseRange(call.req.headers.range, v.size);
+    for (const [param, value] of q) {
+      if (!param.startsWith("response-")) continue;
+      const header = RESPONSE_OVERRIDES[param];
+      if (!header) throw new S3Error("InvalidArgument", `${param} is not a response header override`, { ArgumentName: param, ArgumentValue: value });
+      if (!call.verified) throw new S3Error("InvalidRequest", "Request specific response headers cannot be used for anonymous GET requests.");
+      headers[header] = value;
+    }
+    let range = parseRange(call.req.headers.range, v.size);
+    if (q.has("partNumber")) {
+      if (call.req.headers.range !== undefined) throw new S3Error("InvalidRequest", "Cannot specify both Range header and partNumber query parameter");
+      range = partRange(v, q.get("partNumber")!);
+      // S3 counts parts only for an object that was uploaded in parts.
+      if (/-\d+"$/.test(v.etag)) headers["x-amz-mp-parts-count"] = v.segments.length;
+    }
     if (range) {
       headers["Content-Range"] = `bytes ${range.start}-${range.end}/${v.size}`;
       headers["Content-Length"] = range.end - range.start + 1;
@@ -344,7 +389,8 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
 
   /** DeleteObjects: authorized key by key as s3:DeleteObject, as S3 does; refusals are per-key errors. */
   async function deleteObjects(call: Call) {
-    if (call.req.headers["content-md5"] === undefined && !Object.keys(call.req.headers).some((h) => h.startsWith("x-amz-checksum-"))) {
+    // S3 also takes an x-amz-checksum-* header instead; the lab refuses those (refuseUnserved).
+    if (call.req.headers["content-md5"] === undefined) {
       throw new S3Error("InvalidRequest", "Missing required header for this request: Content-Md5");
     }
     const xml = await smallBody(call);
@@ -448,6 +494,36 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
 }
 
 const LIST_PARAMS = new Set(["list-type", "prefix", "delimiter", "max-keys", "marker", "continuation-token", "start-after", "encoding-type", "fetch-owner"]);
+/** Every query parameter some served operation reads; any other is a subresource the lab does not serve. */
+const SERVED_PARAMS = new Set([
+  ...LIST_PARAMS, "location", "versioning", "versions", "key-marker", "version-id-marker", "delete",
+  "versionId", "partNumber", "uploadId", "uploads", "max-parts", "part-number-marker",
+]);
+/** SigV4 (X-Amz-*) and SigV2 (Signature, AWSAccessKeyId) query-string authentication. */
+const PRESIGNED_PARAMS = ["X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm", "Signature", "AWSAccessKeyId"];
+/** Request headers for features the lab does not have, with the feature's name. */
+const UNSERVED_HEADERS: readonly (readonly [RegExp, string])[] = [
+  [/^x-amz-copy-source/, "CopyObject / UploadPartCopy"],
+  [/^x-amz-server-side-encryption-customer-/, "SSE-C (customer-provided keys)"],
+  [/^x-amz-server-side-encryption-aws-kms-key-id$|^x-amz-server-side-encryption-context$/, "SSE-KMS"],
+  // x-amz-checksum-mode (asking to be sent stored checksums) is fine: the lab stores none, as S3 stores
+  // none for objects uploaded without them. A checksum sent with data would go unchecked: refused.
+  [/^x-amz-checksum-(?!mode$)|^x-amz-sdk-checksum-algorithm$|^x-amz-trailer$/, "Additional checksums (CRC32, CRC32C, SHA1, SHA256)"],
+  [/^x-amz-acl$|^x-amz-grant-/, "ACLs (the kit's buckets enforce bucket-owner ownership)"],
+  [/^x-amz-tagging/, "Object tagging"],
+  [/^x-amz-object-lock-/, "Object Lock"],
+  [/^x-amz-website-redirect-location$/, "Website redirects"],
+  [/^x-amz-request-payer$/, "Requester pays"],
+];
+/** GetObject's response-* query parameters and the header each one sets. */
+const RESPONSE_OVERRIDES: Readonly<Record<string, string>> = {
+  "response-content-type": "Content-Type",
+  "response-content-language": "Content-Language",
+  "response-expires": "Expires",
+  "response-cache-control": "Cache-Control",
+  "response-content-disposition": "Content-Disposition",
+  "response-content-encoding": "Content-Encoding",
+};
 
 function listen(server: Server): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -473,4 +549,36 @@ function parseRange(header: string | undefined, size: number): { start: number; 
     throw new S3Error("InvalidRange", undefined, { RangeRequested: header!, ActualObjectSize: String(size) }, { "Content-Range": `bytes */${size}` });
   }
   return { start, end };
+}
+
+
+/**
+ * GetObject's conditional headers as S3 evaluates them: If-Match before If-Unmodified-Since (a matching
+ * If-Match wins), If-None-Match before If-Modified-Since; a failed If-Match is 412, a matching
+ * If-None-Match 304. Dates compare at whole seconds, as HTTP dates carry them.
+ */
+function checkPreconditions(h: IncomingMessage["headers"], v: ObjectVersion): 200 | 304 {
+  const matches = (list: string) => list.split(",").map((t) => t.trim()).some((t) => t === "*" || t === v.etag || `"${t}"` === v.etag);
+  const modifiedSince = (date: string) => Math.floor(v.lastModified.getTime() / 1000) > Math.floor(Date.parse(date) / 1000);
+  const validDate = (date: string | undefined): date is string => date !== undefined && !Number.isNaN(Date.parse(date));
+  const failed = (condition: string) => new S3Error("PreconditionFailed", undefined, { Condition: condition });
+  if (h["if-match"] !== undefined) {
+    if (!matches(h["if-match"])) throw failed("If-Match");
+  } else if (validDate(h["if-unmodified-since"]) && modifiedSince(h["if-unmodified-since"])) throw failed("If-Unmodified-Since");
+  if (h["if-none-match"] !== undefined) {
+    if (matches(h["if-none-match"])) return 304;
+  } else if (validDate(h["if-modified-since"]) && !modifiedSince(h["if-modified-since"])) return 304;
+  return 200;
+}
+
+/** `?partNumber=N`: the bytes of part N of a multipart object; an object uploaded whole has only part 1. */
+function partRange(v: ObjectVersion, value: string): { start: number; end: number } {
+  const n = Number(value);
+  const parts = /-\d+"$/.test(v.etag) ? v.segments : [{ size: v.size }];
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) {
+    throw new S3Error("InvalidArgument", "Part number must be an integer between 1 and 10000, inclusive", { ArgumentName: "partNumber", ArgumentValue: value });
+  }
+  if (n > parts.length) throw new S3Error("InvalidPartNumber", undefined, { PartNumberRequested: value, ActualPartCount: String(parts.length) });
+  const start = parts.slice(0, n - 1).reduce((sum, p) => sum + p.size, 0);
+  return { start, end: start + parts[n - 1].size - 1 };
 }
