@@ -18,11 +18,9 @@ export function bundleScript(stackName: string, files: readonly ServerFile[]): s
   });
   return (
     `#!/bin/bash\n` +
-    `# ${LAYOUT.firstBootBundle}: the server files of ${stackName} (cloud-init/server-files.ts), written by\n` +
-    `# cloud-init's runcmd just before the bootstrap. Each lands exactly as shown, owned by root.\n` +
-    `# KIT_ROOT (tests only) puts them under another directory.\n` +
+    `# ${LAYOUT.firstBootBundle}: the server files of ${stackName}, each landing as shown, owned by root.\n` +
     `set -euo pipefail\n` +
-    `put() { install -D -m "$2" /dev/stdin "\${KIT_ROOT:-}$1"; }\n` +
+    `put() { install -D -m "$2" /dev/stdin "\${KIT_ROOT:-}$1"; } # KIT_ROOT: tests only\n` +
     parts.join("")
   );
 }

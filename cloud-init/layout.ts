@@ -36,6 +36,11 @@ export const LAYOUT = {
 
   /** Kit configuration read by the server-side scripts (non-secret). */
   kitEnvFile: "/etc/kit/kit.env",
+  /**
+   * The data volume's device, apart from kit.env: on Hetzner it holds the volume's id, which Terraform knows
+   * only at apply time, so this one line travels uncompressed while kit.env joins the compressed bundle.
+   */
+  volumeEnvFile: "/etc/kit/volume.env",
   /** The app's non-secret environment. */
   appEnvFile: "/etc/app/app.env",
   /** The app's secrets (0600 root; read by systemd before it drops privileges). */

@@ -130,6 +130,7 @@ const litestreamRestart = tryRestart(LAYOUT.units.litestream);
  */
 export const SERVER_FILES: readonly FileDeclaration[] = [
   declare(LAYOUT.kitEnvFile, { template: "config/kit.env", quote: "env" }, [none("read afresh by every script and unit start")]),
+  declare(LAYOUT.volumeEnvFile, { template: "config/volume.env", quote: "env" }, [none("read by the volume scripts when they run")]),
   declare(LAYOUT.appEnvFile, { built: "appEnv" }, [appStart]),
   declare(LAYOUT.s3CredentialsFile, { built: "s3Credentials" }, [litestreamRestart], { mode: "0600", secret: true }),
   declare(LAYOUT.appSecretsFile, { built: "appSecrets" }, [appStart], { mode: "0600", secret: true }),
@@ -219,6 +220,7 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     denoDir: LAYOUT.denoDir,
     bootstrapDoneFile: LAYOUT.bootstrapDoneFile,
     kitEnvFile: LAYOUT.kitEnvFile,
+    volumeEnvFile: LAYOUT.volumeEnvFile,
     libDir: LAYOUT.libDir,
     siteAddress: env.domain?.name ?? ":80",
     denoUrl: deno.url,

@@ -3,6 +3,7 @@ import { AGENCY } from "../app/agency";
 import { loadClientsDir } from "../app/config/load";
 import type { ResolvedEnvironment } from "../app/config/types";
 import type { ServerValues } from "../cloud-init/render";
+import { digitalOceanVolumeDevice } from "../stacks/server/digitalocean";
 
 import { REPO_ROOT } from "../app/repo";
 
@@ -22,7 +23,7 @@ export function shippedEnvironment(stackName: string): ResolvedEnvironment {
 /** Concrete stand-ins for what the stack passes as Terraform references. */
 export function concreteServerValues(env: ResolvedEnvironment, overrides: Partial<ServerValues> = {}): ServerValues {
   return {
-    volumeDevice: `/dev/disk/by-id/scsi-0DO_Volume_${env.names.volume}`,
+    volumeDevice: digitalOceanVolumeDevice(env.names.volume),
     bucket: env.names.bucket,
     region: env.backups.region,
     s3Credentials: { accessKeyId: "AKIAEXAMPLEEXAMPLE00", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" },

@@ -50,7 +50,9 @@ for port in ${[...ports]}; do
 done
 find "$RELEASES_DIR" -mindepth 1 -maxdepth 1 -type d ! -name '.*' 2>/dev/null | sort | sed 's/^/release=/'
 echo "lock=$(tr '\\n' ' ' 2>/dev/null <${paths.deployLock}/owner || true)"
-echo "volume_device=$VOLUME_DEVICE"
+# A server bootstrapped before volume.env existed has VOLUME_DEVICE in kit.env.
+[ ! -r "\${VOLUME_ENV_FILE:-}" ] || . "$VOLUME_ENV_FILE"
+echo "volume_device=\${VOLUME_DEVICE:-}"
 echo "s3_endpoint=$S3_ENDPOINT"
 echo "drill_unit=$([ -e /etc/systemd/system/${LAYOUT.units.drill} ] && echo yes || echo no)"`,
     ),

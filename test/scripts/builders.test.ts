@@ -117,7 +117,7 @@ describe("what deploy pushes", () => {
     const plan = planFiles(target, state, {});
     expect(plan.left).toEqual([LAYOUT.s3CredentialsFile, LAYOUT.appSecretsFile]);
     expect(plan.files.map((f) => f.path)).toContain(LAYOUT.kitEnvFile);
-    expect(plan.files.find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("VOLUME_DEVICE=/dev/disk/by-id/scsi-0DO_Volume_x");
+    expect(plan.files.find((f) => f.path === LAYOUT.volumeEnvFile)!.content).toContain("VOLUME_DEVICE=/dev/disk/by-id/scsi-0DO_Volume_x");
   });
 
   test("the Caddyfile is rendered for the active slot", () => {

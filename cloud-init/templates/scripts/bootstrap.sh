@@ -4,6 +4,8 @@
 set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
+# shellcheck source=/dev/null
+. "$VOLUME_ENV_FILE"
 lib=$(dirname "$0")
 current="starting"
 step() {

@@ -4,6 +4,8 @@
 set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
+# shellcheck source=/dev/null
+. "$VOLUME_ENV_FILE"
 
 if mountpoint -q "$VOLUME_MOUNT"; then
   echo "kit: data volume already mounted at $VOLUME_MOUNT"

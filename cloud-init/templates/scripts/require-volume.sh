@@ -4,6 +4,8 @@
 set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
+# shellcheck source=/dev/null
+. "$VOLUME_ENV_FILE"
 
 if ! mountpoint -q "$VOLUME_MOUNT"; then
   echo "kit: the data volume is not mounted at $VOLUME_MOUNT (expected device $VOLUME_DEVICE)." >&2
