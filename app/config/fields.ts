@@ -184,7 +184,10 @@ const APP = {
 };
 
 const VOLUME = {
-  /** Size in GiB. Can grow later, never shrink. The provider bounds it (Hetzner: 10 GiB at least). */
+  /**
+   * Size in GiB. Can grow later, never shrink: growth is permanent on both clouds. The provider bounds it
+   * (Hetzner: 10 GiB at least).
+   */
   sizeGiB: field.defaulted(10, (value, { check, path, facts }) => {
     const limits = facts?.volumeSizeGiB ?? { min: 1, max: 16384 };
     check.integer(path, value, limits.min, limits.max);
@@ -261,7 +264,12 @@ export const ENVIRONMENT = {
   }),
   /** Provider region, e.g. `fra1` (DigitalOcean). */
   region: field.required<string>(providerValue("region")),
-  /** Server size slug; the provider's default (`ProviderFacts.defaultSize`: `s-1vcpu-1gb`, `cx23`). */
+  /**
+   * Server size slug; the provider's default (`ProviderFacts.defaultSize`: `s-1vcpu-1gb`, `cx23`). A change
+   * resizes the server in place (it restarts) and resizes CPU and RAM only: on both clouds a grown root disk is
+   * permanent and would rule out ever going back to a smaller size, so the stacks keep the disk (DigitalOcean
+   * `resize_disk = false`, Hetzner `keep_disk = true`). A server created at a bigger size has its bigger disk for good.
+   */
   size: field.byProvider(
     (facts) => facts.defaultSize,
     (size, at) => {
