@@ -5,6 +5,7 @@ import { REPO_ROOT } from "./repo";
 import { AGENCY } from "./agency";
 import { ConfigError } from "./config/errors";
 import { loadClientsDir } from "./config/load";
+import { shrinkProblems } from "./deployed-size";
 
 /**
  * The CDKTF app: one stack per client environment found in app/clients/. Invalid configuration fails the
@@ -16,6 +17,9 @@ function main(): void {
   let environments;
   try {
     environments = loadClientsDir(AGENCY, clientsDir, root);
+    // Volumes never shrink: refused here, against the size each stack last deployed (its outputs file).
+    const shrinks = shrinkProblems(environments, root);
+    if (shrinks.length) throw new ConfigError(shrinks);
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);

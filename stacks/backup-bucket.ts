@@ -9,6 +9,7 @@ import { S3BucketPublicAccessBlock } from "@cdktf/provider-aws/lib/s3-bucket-pub
 import { S3BucketServerSideEncryptionConfigurationA } from "@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration";
 import { S3BucketVersioningA } from "@cdktf/provider-aws/lib/s3-bucket-versioning";
 import { Construct } from "constructs";
+import type { AccessKeySlot } from "../app/config/fields";
 import { LAYOUT } from "../cloud-init/layout";
 
 export interface BackupBucketProps {
@@ -22,6 +23,11 @@ export interface BackupBucketProps {
   readonly noncurrentVersionDays: number;
   /** Days fallback copies are kept in the bucket (current versions under `<prefix>/fallback/`). */
   readonly fallbackKeepDays: number;
+  /**
+   * The backup user's access keys by slot, oldest first (`backups.accessKeys`); servers use the last one.
+   * Two slots exist only while a key is rotated (scripts/rotate-keys.ts).
+   */
+  readonly accessKeySlots: readonly AccessKeySlot[];
   readonly tags: Readonly<Record<string, string>>;
 }
 
@@ -86,6 +92,13 @@ export function backupPolicies(props: Pick<BackupBucketProps, "bucketName" | "pr
 }
 
 /**
+ * Construct id of each access-key slot: a contract. Slot a keeps the id the single key always had, so an
+ * existing stack's key stays where it is; renaming one deletes that key and makes a new one (the server's
+ * key stops working until a deploy pushes the new one).
+ */
+export const ACCESS_KEY_IDS: Readonly<Record<AccessKeySlot, string>> = { a: "BackupUserKey", b: "BackupUserKeyB" };
+
+/**
  * A private, versioned, encrypted, TLS-only S3 bucket for one client environment's backups, and an IAM
  * user whose keys can touch only this environment's prefix in it.
  *
@@ -94,6 +107,9 @@ export function backupPolicies(props: Pick<BackupBucketProps, "bucketName" | "pr
 export class BackupBucket extends Construct {
   readonly bucket: S3Bucket;
   readonly bucketArn: string;
+  /** Every key of the backup user, by slot, oldest first. */
+  readonly accessKeys: ReadonlyMap<AccessKeySlot, IamAccessKey>;
+  /** The key servers use: the last slot listed. */
   readonly accessKey: IamAccessKey;
 
   constructor(scope: Construct, id: string, private readonly props: BackupBucketProps) {
@@ -101,7 +117,8 @@ export class BackupBucket extends Construct {
     this.bucketArn = `arn:aws:s3:::${props.bucketName}`;
     this.bucket = this.createBucket();
     this.hardenBucket();
-    this.accessKey = this.createBackupUser();
+    this.accessKeys = this.createBackupUser();
+    this.accessKey = this.accessKeys.get(props.accessKeySlots[props.accessKeySlots.length - 1])!;
   }
 
   private createBucket(): S3Bucket {
@@ -160,7 +177,7 @@ export class BackupBucket extends Construct {
     });
   }
 
-  private createBackupUser(): IamAccessKey {
+  private createBackupUser(): Map<AccessKeySlot, IamAccessKey> {
     const user = new IamUser(this, "BackupUser", {
       name: this.props.iamUserName,
       tags: { ...this.props.tags, Purpose: "backups" },
@@ -170,6 +187,6 @@ export class BackupBucket extends Construct {
       user: user.name,
       policy: JSON.stringify(backupPolicies(this.props).userPolicy),
     });
-    return new IamAccessKey(this, "BackupUserKey", { user: user.name });
+    return new Map(this.props.accessKeySlots.map((slot) => [slot, new IamAccessKey(this, ACCESS_KEY_IDS[slot], { user: user.name })]));
   }
 }

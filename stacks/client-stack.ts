@@ -52,6 +52,7 @@ export class ClientStack extends TerraformStack {
       iamUserName: env.names.iamUser,
       noncurrentVersionDays: env.backups.noncurrentVersionDays,
       fallbackKeepDays: env.backups.fallback.keepDays,
+      accessKeySlots: env.backups.accessKeys,
       tags,
     });
 
@@ -136,7 +137,13 @@ export class ClientStack extends TerraformStack {
     output("replica_path", `${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}`, "Key prefix of the Litestream replica in the bucket.");
     output("replica_url", `s3://${env.names.bucket}/${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}`, "Litestream replica URL.");
     output("app_port", env.app.port, "Loopback port of the app's first slot.");
-    output("access_key_id", backups.accessKey.id, "Access key id of the backup IAM user.");
-    output("secret_access_key", backups.accessKey.secret, "Secret key of the backup IAM user.", true);
+    output("access_key_id", backups.accessKey.id, "Access key id of the backup IAM user that servers use (the last slot of backups.accessKeys).");
+    output("secret_access_key", backups.accessKey.secret, "Secret key of the backup IAM user that servers use.", true);
+    // A list keeps the slots' order (oldest first), which Terraform's maps would sort away.
+    new TerraformOutput(this, "access_keys", {
+      value: [...backups.accessKeys].map(([slot, key]) => ({ slot, id: key.id, created: key.createDate })),
+      description: "Every access key of the backup IAM user, oldest first: slot, id, creation time (scripts/rotate-keys.ts).",
+    });
+    output("volume_size_gib", env.volume.sizeGiB, "Size of the data volume as deployed (volumes never shrink: synth refuses a smaller volume.sizeGiB).");
   }
 }

@@ -18,11 +18,11 @@ const EXAMPLE_FILE = join(REPO_ROOT, "app", "clients", "example.ts");
 const EXAMPLE_TEXT = readFileSync(EXAMPLE_FILE, "utf8");
 const EXAMPLE_FACTS = PROVIDERS[example.environments.prod.provider] as ProviderFacts;
 
-/** A default as the example writes it: `"1s"`, `8000`, `false`, `[]`, `{}`. */
+/** A default as the example writes it: `"1s"`, `8000`, `false`, `[]`, `["a"]`, `{}`. */
 function literal(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "number" || typeof value === "boolean") return String(value);
-  if (Array.isArray(value) && value.length === 0) return "[]";
+  if (Array.isArray(value)) return `[${value.map(literal).join(", ")}]`;
   if (typeof value === "object" && value !== null && Object.keys(value).length === 0) return "{}";
   throw new Error(`no literal form for the default ${JSON.stringify(value)}: extend literal() in this test`);
 }

@@ -67,8 +67,11 @@ describe("client validation", () => {
     ["retention < snapshot", { backups: { litestream: { snapshotInterval: "24h", retention: "12h" } } }, { backups: { litestream: { snapshotInterval: "24h", retention: "24h" } } }, 'environments.prod.backups.litestream.retention: "12h" is shorter than snapshotInterval "24h"'],
     ["duration", { backups: { litestream: { syncInterval: "1 second" } } }, { backups: { litestream: { syncInterval: "10s" } } }, 'environments.prod.backups.litestream.syncInterval: "1 second" must be a duration'],
     ["fallback keepDays", { backups: { fallback: { keepDays: 0 } } }, { backups: { fallback: { keepDays: 1 } } }, "environments.prod.backups.fallback.keepDays: 0 must be a whole number from 1 to 365"],
+    ["key slots: unknown", { backups: { accessKeys: ["c"] } }, { backups: { accessKeys: ["b"] } }, 'environments.prod.backups.accessKeys: ["c"] must list one or two access-key slots, "a" and/or "b", oldest first'],
+    ["key slots: twice", { backups: { accessKeys: ["a", "a"] } }, { backups: { accessKeys: ["b", "a"] } }, 'environments.prod.backups.accessKeys: ["a","a"] must list one or two access-key slots'],
+    ["key slots: none", { backups: { accessKeys: [] } }, { backups: { accessKeys: ["a", "b"] } }, "environments.prod.backups.accessKeys: [] must list one or two access-key slots"],
     ["drill ping", { drill: { pingUrl: "http://hc-ping.com/x" } }, { drill: { pingUrl: "https://hc-ping.com/x" } }, 'environments.prod.drill.pingUrl: "http://hc-ping.com/x" must be an https:// URL'],
-    ["section not an object", { backups: "daily" }, { backups: {} }, 'environments.prod.backups: "daily" must be an object with the fields region, noncurrentVersionDays, litestream, fallback; see app/clients/example.ts'],
+    ["section not an object", { backups: "daily" }, { backups: {} }, 'environments.prod.backups: "daily" must be an object with the fields region, noncurrentVersionDays, litestream, fallback, accessKeys; see app/clients/example.ts'],
   ])("%s: rejected with its path and fix; the nearest valid value passes", (_name, bad, good, message) => {
     const problems = problemsOf(client(bad));
     expect(problems).toHaveLength(1);

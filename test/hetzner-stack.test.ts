@@ -144,7 +144,7 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
       expect(outputs.ipv4.value).toMatch(/^\$\{hcloud_primary_ip\.[A-Za-z0-9_]+\.ip_address\}$/);
       expect(outputs.ipv6.value).toMatch(/^\$\{hcloud_server\.[A-Za-z0-9_]+\.ipv6_address\}$/);
       expect(Object.keys(outputs).sort()).toEqual(
-        ["access_key_id", "app_port", "bucket", "ipv4", "ipv6", "region", "replica_path", "replica_url", "secret_access_key", "ssh_user"].sort(),
+        ["access_key_id", "access_keys", "app_port", "bucket", "ipv4", "ipv6", "region", "replica_path", "replica_url", "secret_access_key", "ssh_user", "volume_size_gib"].sort(),
       );
     });
   });

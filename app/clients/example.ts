@@ -31,9 +31,10 @@ const shared = {
     secrets: ["SESSION_SECRET"],   // default: []
     // privateRepo: false,          // true: the server clones with TF_VAR_git_deploy_key
   },
-  // volume: { sizeGiB: 10 },
+  // volume: { sizeGiB: 10 },     // grows online at the next deploy after cdktf deploy; never shrinks
   backups: {
     region: "eu-central-1",
+    // accessKeys: ["a"],           // key slots, oldest first; ["a", "b"] while rotating (scripts/rotate-keys.ts)
     // noncurrentVersionDays: 30,
     // litestream: { syncInterval: "1s", snapshotInterval: "1h", retention: "72h" },
     // fallback: { onCalendar: "*-*-* 03:30:00", keepDays: 7 },

@@ -80,6 +80,13 @@ export const problem = {
     `snapshot a restore starts from. Fix: make retention at least the snapshot interval (e.g. "72h")`,
   zoneMismatch: (zone: string, name: string) =>
     `${show(zone)} does not contain the domain ${show(name)}; set it to the zone the name is in, or remove it`,
+  accessKeySlots: (value: unknown) =>
+    `${show(value)} must list one or two access-key slots, "a" and/or "b", oldest first: ["a"] (or ["b"]) normally, ` +
+    `["a", "b"] (or ["b", "a"]) while rotating (see scripts/rotate-keys.ts)`,
+  volumeShrink: (size: number, deployed: number, outputsFile: string) =>
+    `${size} is smaller than the deployed volume (${deployed} GiB, ${outputsFile}): volumes can grow but never shrink, ` +
+    `on DigitalOcean and Hetzner alike. Fix: set it back to ${deployed} or more (for a smaller volume, restore into a new ` +
+    `environment and retire this one)`,
   duplicate: (value: string, where: string) => `${show(value)} is already used by ${where}; slugs must be unique`,
   wrongProviderValue: (value: string, field: string, otherProvider: string, provider: string, allowed: readonly string[]) =>
     `${show(value)} is a ${otherProvider} ${field}, but this environment's provider is ${provider}; use one of ${list(allowed)}`,

@@ -227,6 +227,10 @@ const FALLBACK = {
   }),
 };
 
+/** The backup IAM user's two access-key slots (AWS allows two keys per user). */
+export const ACCESS_KEY_SLOTS = ["a", "b"] as const;
+export type AccessKeySlot = (typeof ACCESS_KEY_SLOTS)[number];
+
 const BACKUPS = {
   /** AWS region of the backup bucket. */
   region: field.defaulted("eu-central-1", (value, { check, path }) => {
@@ -240,6 +244,16 @@ const BACKUPS = {
   litestream: section.defaulted(LITESTREAM),
   /** Daily `sqlite3 .backup` copy, independent of Litestream. */
   fallback: section.defaulted(FALLBACK),
+  /**
+   * The backup IAM user's access keys, by slot, oldest first; servers use the last one. Rotating
+   * (`scripts/rotate-keys.ts`, runbook "Rotating the backup key") adds the free slot (`["a", "b"]`), pushes its
+   * key, proves replication with it, then drops the old slot (`["b"]`). Dropping a slot deletes its key.
+   */
+  accessKeys: field.defaulted<readonly AccessKeySlot[]>(["a"], (value, { check, path }) => {
+    const slots = Array.isArray(value) ? (value as unknown[]) : [];
+    const valid = slots.length >= 1 && slots.length <= 2 && new Set(slots).size === slots.length && slots.every((s) => ACCESS_KEY_SLOTS.includes(s as AccessKeySlot));
+    if (!valid) check.add(path, problem.accessKeySlots(value));
+  }),
 };
 
 const DRILL = {

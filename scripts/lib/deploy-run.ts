@@ -14,6 +14,7 @@ import { type ServerPaths, SERVER } from "./server-steps";
 import type { Step } from "./shell";
 import { lastLine, otherPort, parseState, type Runner, type ServerState, slotPorts } from "./state";
 import type { Target } from "./target";
+import { growFilesystem } from "./volume-grow";
 
 export interface DeployOptions {
   readonly target: Target;
@@ -111,6 +112,7 @@ export async function pushConfiguration(options: DeployOptions): Promise<DeployR
   const changedFiles: string[] = [];
   plan.add(lockStep(runner, "configuration push", paths));
   pushStep(plan, runner, files, paths, changedFiles);
+  plan.remote(runner, () => growFilesystem(env.volume.sizeGiB, paths));
   await plan.execute();
   if (options.dryRun) {
     if (files.left.length) say(`  left as they are (values not given here): ${files.left.join(", ")}`);
@@ -155,6 +157,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 
   plan.add(lockStep(runner, `deploy of ${ref}`, paths));
   pushStep(plan, runner, files, paths, changedFiles);
+  plan.remote(runner, () => growFilesystem(env.volume.sizeGiB, paths));
   release.description += ` in step ${plan.next}`;
   plan.remote(runner, () => steps.fetchRelease(ref, paths), { then: (r) => release.set(lastLine(r.stdout)) });
   if (snapshot) {

@@ -155,6 +155,7 @@ describe("a dry run changes nothing on the server: no lock, no scratch restore, 
       `inspect ${ssh.destination}`,
       "take the deploy lock",
       expect.stringMatching(/^push configuration \(\d+ files\)$/),
+      "grow the volume's filesystem if the volume grew (online)",
       "fetch the app at v1.4.0",
       "snapshot the database before migrating",
       "read the schema version",
@@ -167,12 +168,12 @@ describe("a dry run changes nothing on the server: no lock, no scratch restore, 
       "release the deploy lock",
     ]);
     expect(executedTitles(stderr)).toEqual([`inspect ${ssh.destination}`]);
-    expect(stderr).toMatch(/if step 7–11 fails: back to \S+20260102T000000Z-bbb on \d+, and the database to the snapshot/);
+    expect(stderr).toMatch(/if step 8–12 fails: back to \S+20260102T000000Z-bbb on \d+, and the database to the snapshot/);
   });
 
   test("deploy --config-only and --rollback", async () => {
     const config = await untouched(() => pushConfiguration({ target, runner: ssh, paths, dryRun: true }));
-    expect(plannedTitles(config)).toEqual([`inspect ${ssh.destination}`, "take the deploy lock", expect.stringMatching(/^push configuration/), "release the deploy lock"]);
+    expect(plannedTitles(config)).toEqual([`inspect ${ssh.destination}`, "take the deploy lock", expect.stringMatching(/^push configuration/), "grow the volume's filesystem if the volume grew (online)", "release the deploy lock"]);
     const rollback = await untouched(() => rollbackOne({ target, runner: ssh, paths, dryRun: true }));
     expect(plannedTitles(rollback)).toEqual([
       `inspect ${ssh.destination}`,
