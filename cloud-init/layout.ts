@@ -115,6 +115,13 @@ export const LAYOUT = {
   },
 } as const;
 
+/**
+ * The app's tables whose rows the kit counts (deploy snapshots, restores, drills): SQLite's and Litestream's
+ * own tables left out, names limited to [A-Za-z0-9_] so that each can be spliced into `SELECT count(*)`.
+ */
+export const APP_TABLES_QUERY =
+  "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*' ORDER BY 1";
+
 /** Path of the systemd unit instance that runs the app on `port`. */
 export function appUnit(port: number): string {
   return `app@${port}.service`;

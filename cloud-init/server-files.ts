@@ -2,7 +2,7 @@ import type { ResolvedEnvironment } from "../app/config/types";
 import { durationSeconds } from "../app/config/validate";
 import { type Artifact, DENO, LITESTREAM } from "./artifacts";
 import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects";
-import { LAYOUT } from "./layout";
+import { APP_TABLES_QUERY, LAYOUT } from "./layout";
 import { envQuote, renderTemplate, type TemplateValue } from "./template";
 
 /**
@@ -220,6 +220,7 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     denoDir: LAYOUT.denoDir,
     bootstrapDoneFile: LAYOUT.bootstrapDoneFile,
     kitEnvFile: LAYOUT.kitEnvFile,
+    appTablesQuery: APP_TABLES_QUERY,
     volumeEnvFile: LAYOUT.volumeEnvFile,
     libDir: LAYOUT.libDir,
     siteAddress: env.domain?.name ?? ":80",

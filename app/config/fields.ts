@@ -13,6 +13,7 @@ import { durationSeconds } from "./checker";
 import { problem } from "./errors";
 import { AWS_REGIONS, PROVIDERS, type ProviderFacts } from "./providers";
 import { field, section, type FieldContext } from "./schema";
+import { keyBlob, parsePublicKey } from "./ssh-key";
 import type { ProviderName, SshKey } from "./types";
 
 /** Environment variables the kit sets for the app itself. */
@@ -25,7 +26,6 @@ const TASK = /^[A-Za-z0-9][A-Za-z0-9:_-]*$/;
 const GIT_REF = /^(?!-)(?!.*\.\.)[A-Za-z0-9._\/-]+$/;
 const GIT_URL = /^(https:\/\/[^\s]+|ssh:\/\/[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$/;
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
-const PUBLIC_KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$/;
 
 /** The providers by config name, for `provider`. */
 export const PROVIDER_NAMES = Object.keys(PROVIDERS) as ProviderName[];
@@ -301,11 +301,30 @@ export const ENVIRONMENT = {
   /** Keys allowed to log in as the `deploy` user. At least one. */
   sshKeys: field.required<readonly SshKey[]>((keys, at) => {
     if (!nonEmpty(keys, at, "SSH key", 'add { name: "jane", publicKey: "ssh-ed25519 AAAA… jane@agency" }')) return;
-    (keys as (Partial<SshKey> | undefined)[]).forEach((key, i) => {
-      at.check.string(`${at.path}[${i}].name`, key?.name, /^[A-Za-z0-9._@-]{1,64}$/, "must be 1–64 letters, digits or ._@-", "jane");
-      if (typeof key?.publicKey !== "string" || !PUBLIC_KEY.test(key.publicKey.trim())) {
-        at.check.add(`${at.path}[${i}].publicKey`, problem.invalidPublicKey(key?.publicKey));
+    const names = new Map<string, number>();
+    const blobs = new Map<string, number>();
+    (keys as unknown[]).forEach((key, i) => {
+      const path = `${at.path}[${i}]`;
+      if (typeof key !== "object" || key === null || Array.isArray(key)) {
+        at.check.add(path, problem.notObject(key, ["name", "publicKey"]));
+        return;
       }
+      at.check.knownKeys(path, key, ["name", "publicKey"]);
+      const { name, publicKey } = key as Partial<Record<keyof SshKey, unknown>>;
+      if (at.check.string(`${path}.name`, name, /^[A-Za-z0-9._@-]{1,64}$/, "must be 1–64 letters, digits or ._@-", "jane")) {
+        // The name is what the key is registered under in the DigitalOcean account or Hetzner project.
+        const first = names.get(name);
+        if (first === undefined) names.set(name, i);
+        else at.check.add(`${path}.name`, problem.duplicateKeyName(name, `${at.path}[${first}]`));
+      }
+      const parsed = typeof publicKey === "string" ? parsePublicKey(publicKey) : undefined;
+      if (!parsed?.ok) {
+        at.check.add(`${path}.publicKey`, problem.badPublicKey(publicKey, parsed));
+        return;
+      }
+      const first = blobs.get(keyBlob(publicKey as string));
+      if (first === undefined) blobs.set(keyBlob(publicKey as string), i);
+      else at.check.add(`${path}.publicKey`, problem.duplicateKey(`${at.path}[${first}]`));
     });
   }),
   /**

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { $ } from "zx";
-import { LAYOUT } from "../../cloud-init/layout";
+import { APP_TABLES_QUERY, LAYOUT } from "../../cloud-init/layout";
 import { templateValues } from "../../cloud-init/server-files";
 import { renderTemplate } from "../../cloud-init/template";
 import { confirm, Later, Plan, say, stepLine } from "./cli";
@@ -232,7 +232,7 @@ export async function restoreLocal(target: Target, out: string, timestamp?: stri
     const r = await $({ env, quiet: true, nothrow: true })`${localLitestream(litestream)} restore -config ${config} -o ${out} ${at} ${placeholder}`;
     if (r.exitCode !== 0) throw unreachable(r.stdout + r.stderr, "this machine");
     const integrity = (await $({ quiet: true, nothrow: true })`sqlite3 -readonly ${out} ${"PRAGMA integrity_check"}`).stdout.trim().split("\n").slice(0, 5).join(" ");
-    const names = (await $({ quiet: true })`sqlite3 -readonly ${out} ${"SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*' ORDER BY 1"}`).stdout.split("\n").filter(Boolean);
+    const names = (await $({ quiet: true })`sqlite3 -readonly ${out} ${APP_TABLES_QUERY}`).stdout.split("\n").filter(Boolean);
     const tables = new Map<string, { restored?: number }>();
     for (const name of names) tables.set(name, { restored: Number((await $({ quiet: true })`sqlite3 -readonly ${out} ${`SELECT count(*) FROM ${name}`}`).stdout.trim()) });
     const checked: Checked = { scratch: out, integrity, tables };

@@ -6,7 +6,7 @@
  * Server-side facts (paths, ports, the app user) come from the server's own kit.env, which every step
  * sources: the server describes itself, rendered from cloud-init/layout.ts.
  */
-import { LAYOUT, appUnit } from "../../cloud-init/layout";
+import { APP_TABLES_QUERY, LAYOUT, appUnit } from "../../cloud-init/layout";
 import { DIRECTORIES, directoryCommands, effectCommand, effectOrder } from "../../cloud-init/effects";
 import { enabledNowUnits, type ServerFile } from "../../cloud-init/server-files";
 import { bash, join, quote, raw, type Script, step, type Step } from "./shell";
@@ -30,7 +30,7 @@ const source = (paths: ServerPaths) => bash`. ${paths.kitEnvFile}`;
 /** Runs a command as the app user, so SQLite never leaves root-owned -wal/-shm files behind. */
 const asApp = raw(`runuser -u "$APP_USER" --`);
 /** `table count` lines for the tables of a database (names limited to [A-Za-z0-9_]). */
-const countsFunction = bash`counts() { runuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 5000' "$1" "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*' ORDER BY 1" |
+const countsFunction = bash`counts() { runuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 5000' "$1" ${APP_TABLES_QUERY} |
   while read -r t; do printf '%s\\t%s\\n' "$t" "$(runuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 5000' "$1" "SELECT count(*) FROM $t")"; done; }`;
 
 /** Reads what the scripts need to know about the server, as `key=value` lines (read-only). */

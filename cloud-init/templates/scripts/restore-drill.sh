@@ -12,7 +12,7 @@ if [ ! -e "$DB_FILE" ]; then
 fi
 ms() { date +%s%3N; }
 sql() { sqlite3 -cmd '.timeout 5000' "$@"; }
-counts() { sql "$@" "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*'" |
+counts() { sql "$@" "{{appTablesQuery}}" |
   while read -r t; do echo "$t $(sql "$@" "SELECT count(*) FROM $t")"; done; }
 wal() { litestream wal -config "$LITESTREAM_CONFIG" "$DB_FILE" 2>&1 | sha1sum; }
 restore() { rm -f "$db"*; r0=$(ms); litestream restore -config "$LITESTREAM_CONFIG" -o "$db" "$DB_FILE" >"$w/log" 2>&1 && rto=$(($(ms) - r0)); }
