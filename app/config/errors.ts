@@ -1,3 +1,5 @@
+import { KEY_TYPES, MIN_RSA_BITS, type ParsedKey } from "./ssh-key";
+
 /**
  * Every configuration problem the kit reports, in one place. Each message says what is wrong with the
  * value and how to fix it; `ConfigProblem.toString()` prefixes the client file and the field's path:
@@ -63,6 +65,27 @@ export const problem = {
     `${show(value)} is not a CIDR; write an address with its prefix length, e.g. "203.0.113.4/32" or "2001:db8::/48"`,
   invalidPublicKey: (value: unknown) =>
     `${show(value)} is not an OpenSSH public key line; paste the whole .pub file content ("ssh-ed25519 AAAA… name")`,
+  /** Why `parsePublicKey` (./ssh-key.ts) refused the line; undefined: it is not a string. */
+  badPublicKey: (value: unknown, parsed: Extract<ParsedKey, { ok: false }> | undefined): string => {
+    const fixCopy = "paste the .pub file's line again, unedited (cat ~/.ssh/id_ed25519.pub)";
+    switch (parsed?.why) {
+      case undefined:
+      case "shape":
+        return problem.invalidPublicKey(value);
+      case "type":
+        return `${show(value)} starts with ${show(parsed.label)}, not a key type the kit accepts (${KEY_TYPES.join(", ")}). Fix: make a key with ssh-keygen -t ed25519`;
+      case "base64":
+      case "blob":
+        return `${show(value)} does not decode to a whole ${parsed.label} key (a character lost or added in copying?). Fix: ${fixCopy}`;
+      case "mismatch":
+        return `${show(value)} is labelled ${parsed.label}, but the key in it is ${show(parsed.inside)}. Fix: ${fixCopy}`;
+      case "weak":
+        return `${show(value)} is a ${parsed.bits}-bit RSA key; the kit takes RSA keys of at least ${MIN_RSA_BITS} bits. Fix: make a new key (ssh-keygen -t ed25519) and list that one`;
+    }
+  },
+  duplicateKeyName: (name: string, first: string) =>
+    `${show(name)} is already the name of ${first}; give each key its own name (the name it is registered under in the DigitalOcean account or Hetzner project)`,
+  duplicateKey: (first: string) => `is the same key as ${first}; list each key once, under one name`,
   singleQuote: (value: unknown, fix: string) =>
     `${show(value)} contains a single quote ('), which the server's environment files cannot hold. Fix: ${fix}`,
   /** `shown` must already have the credentials replaced by `***`: the real ones are never printed. */
