@@ -450,6 +450,26 @@ describe("the kit's clients against the lab S3 with the stack's own policies", (
     expect(lab.store.buckets.has(prod.names.bucket)).toBe(true);
   });
 
+  test("IAM access keys: a second key works at once with the same policy, a third is refused (two per user), a deleted key is refused", async () => {
+    const key = `${prod.names.bucketPrefix}/rotation`;
+    const put = (keys: { accessKeyId: string; secretAccessKey: string }) =>
+      s3Request(lab.endpoint, lab.caFile, { ...keys, region: prod.backups.region }, "PUT", `/${prod.names.bucket}/${key}`, { body: "x" });
+    const first = user("example-prod");
+    const second = lab.createAccessKey("example-prod");
+    expect(second.accessKeyId).not.toBe(first.accessKeyId);
+    expect((await put(second)).status).toBe(200);
+    const elsewhere = await s3Request(lab.endpoint, lab.caFile, { ...second, region: prod.backups.region }, "PUT", `/${prod.names.bucket}/${staging.names.bucketPrefix}/x`, { body: "x" });
+    expect(text(elsewhere.text, "Code")).toBe("AccessDenied");
+    expect(() => lab.createAccessKey("example-prod")).toThrow(/LimitExceeded.*AccessKeysPerUser: 2/);
+    // The later tests use the first key: retire the second.
+    lab.deleteAccessKey("example-prod", second.accessKeyId);
+    expect(lab.accessKeys("example-prod").map((k) => k.accessKeyId)).toEqual([first.accessKeyId]);
+    const retired = await put(second);
+    expect([retired.status, text(retired.text, "Code")]).toEqual([403, "InvalidAccessKeyId"]);
+    expect((await put(first)).status).toBe(200);
+    expect(() => lab.deleteAccessKey("example-prod", second.accessKeyId)).toThrow(/NoSuchEntity/);
+  });
+
   test("plain HTTP with the right key: denied by the bucket policy's DenyInsecureTransport", async () => {
     const key = `${prod.names.bucketPrefix}/plain`;
     const over = (endpoint: string) => s3Request(endpoint, lab.caFile, credsOf("example-prod"), "PUT", `/${prod.names.bucket}/${key}`, { body: "x" });

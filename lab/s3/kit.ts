@@ -13,8 +13,17 @@ import { startLabS3, type LabS3 } from "./server";
 const USER_POLICY_NAME = "backups-of-this-environment-only";
 
 export interface KitLabS3 extends LabS3 {
-  /** The backup user of each environment, by stack name (e.g. "example-prod"). */
+  /** The backup user of each environment, by stack name (e.g. "example-prod"), with its first key. */
   readonly users: ReadonlyMap<string, LabUser>;
+  /**
+   * IAM's CreateAccessKey for a stack's backup user (what `cdktf deploy` does for a new slot of
+   * backups.accessKeys): a new key pair with the user's policies. Refused beyond two keys, as AWS does.
+   */
+  createAccessKey(stackName: string): LabUser;
+  /** IAM's DeleteAccessKey (a slot dropped from backups.accessKeys): the key is refused from then on. */
+  deleteAccessKey(stackName: string, accessKeyId: string): void;
+  /** The stack's backup user's keys now, oldest first. */
+  accessKeys(stackName: string): readonly LabUser[];
 }
 
 /** A fresh key pair shaped like AWS's (AKIA… and 40 characters). */
@@ -31,5 +40,30 @@ export async function startKitLabS3(envs: readonly ResolvedEnvironment[], option
     return { name: env.names.bucket, region: env.backups.region, policy: bucketPolicy };
   });
   const lab = await startLabS3({ users: [...users.values()], buckets, plainHttp: options.plainHttp });
-  return { ...lab, users };
+  const keys = new Map([...users].map(([stack, user]) => [stack, [user]]));
+  const keysOf = (stackName: string) => {
+    const list = keys.get(stackName);
+    if (!list) throw new Error(`the lab S3 has no backup user for ${stackName}`);
+    return list;
+  };
+  return {
+    ...lab,
+    users,
+    createAccessKey(stackName) {
+      const list = keysOf(stackName);
+      if (list.length >= 2) throw new Error(`LimitExceeded: Cannot exceed quota for AccessKeysPerUser: 2 (${list[0].userName})`);
+      const key = { ...list[0], ...keyPair() };
+      list.push(key);
+      lab.serveAccessKey(key);
+      return key;
+    },
+    deleteAccessKey(stackName, accessKeyId) {
+      const list = keysOf(stackName);
+      const at = list.findIndex((k) => k.accessKeyId === accessKeyId);
+      if (at < 0) throw new Error(`NoSuchEntity: The Access Key with id ${accessKeyId} cannot be found (${list[0].userName})`);
+      list.splice(at, 1);
+      lab.refuseAccessKey(accessKeyId);
+    },
+    accessKeys: (stackName) => [...keysOf(stackName)],
+  };
 }

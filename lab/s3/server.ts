@@ -47,6 +47,12 @@ export interface LabS3 {
   readonly store: Store;
   /** Every authorization decision, in order. */
   readonly decisions: readonly Decision[];
+  /**
+   * IAM's CreateAccessKey and DeleteAccessKey: a key added is served at once; a deleted key is refused
+   * (InvalidAccessKeyId) from then on. Each key is a LabUser of its own (same user name and policies).
+   */
+  serveAccessKey(key: LabUser): void;
+  refuseAccessKey(accessKeyId: string): void;
   /** Requests answered with an error: code, request id, what was asked. */
   readonly errors: readonly { readonly requestId: string; readonly code: string; readonly method: string; readonly url: string }[];
   stop(): Promise<void>;
@@ -482,6 +488,8 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
     store,
     decisions: authorizer.log,
     errors,
+    serveAccessKey: (key) => void users.set(key.accessKeyId, key),
+    refuseAccessKey: (accessKeyId) => void users.delete(accessKeyId),
     async stop() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => {
         s.close(() => resolve());
