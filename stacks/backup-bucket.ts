@@ -31,7 +31,7 @@ export interface BackupBucketProps {
   readonly tags: Readonly<Record<string, string>>;
 }
 
-/** The only S3 actions the backup user gets (Litestream's documented minimum; see docs/security.md). */
+/** The only S3 actions the backup user gets (Litestream's documented minimum; README: "Security defaults"). */
 export const BUCKET_ACTIONS = ["s3:GetBucketLocation", "s3:ListBucket"] as const;
 export const OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"] as const;
 

@@ -1,7 +1,7 @@
 /**
  * The hand-written hcloud bindings (stacks/server/hcloud) pin the provider's attribute names and types:
  * every config field is synthesized under its snake_case name with the type the provider's schema has
- * (hcloud 1.68.0 docs/resources/*.md), in `cdk.tf.json` and in the `cdktf synth --hcl` output alike.
+ * (the hcloud 1.68.0 provider's docs/resources/*.md), in `cdk.tf.json` and in the `cdktf synth --hcl` output alike.
  */
 import { type App, TerraformOutput, TerraformStack, Testing, Token } from "cdktf";
 import { AGENCY } from "../app/agency";

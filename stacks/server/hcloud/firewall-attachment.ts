@@ -3,7 +3,7 @@ import type { Construct } from "constructs";
 import { attr, HcloudResource, type Schema } from "./schema";
 
 /**
- * `hcloud_firewall_attachment` (docs/resources/firewall_attachment.md). Only one per firewall: it lists
+ * `hcloud_firewall_attachment` (the provider's docs/resources/firewall_attachment.md). Only one per firewall: it lists
  * every server the firewall applies to.
  */
 export interface FirewallAttachmentConfig {

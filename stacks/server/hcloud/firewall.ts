@@ -17,7 +17,7 @@ export interface FirewallRule {
 }
 
 /**
- * `hcloud_firewall` (docs/resources/firewall.md). Stateful; inbound is denied unless a rule allows it, and
+ * `hcloud_firewall` (the provider's docs/resources/firewall.md). Stateful; inbound is denied unless a rule allows it, and
  * with no `out` rule all outbound traffic is allowed. Attach servers with `hcloud_firewall_attachment`
  * (`apply_to` is not offered here).
  */

@@ -3,7 +3,7 @@ import type { Construct } from "constructs";
 import { attr, HcloudResource, type Schema } from "./schema";
 
 /**
- * `hcloud_primary_ip` (docs/resources/primary_ip.md). Assign it through the server's `public_net` block,
+ * `hcloud_primary_ip` (the provider's docs/resources/primary_ip.md). Assign it through the server's `public_net` block,
  * not `assignee_id` (the provider warns on `assignee_type` without `assignee_id`).
  */
 export interface PrimaryIpConfig {

@@ -2,7 +2,7 @@ import { TerraformProvider } from "cdktf";
 import type { Construct } from "constructs";
 import { attr, HCLOUD_METADATA, HCLOUD_PROVIDER, type Schema, toHclAttributes, toTerraformAttributes } from "./schema";
 
-/** `provider "hcloud"` (docs/index.md). Every argument is optional here: synth needs no credentials. */
+/** `provider "hcloud"` (the provider's docs/index.md). Every argument is optional here: synth needs no credentials. */
 export interface HcloudProviderConfig {
   /**
    * Hetzner Cloud API token.

@@ -20,7 +20,7 @@ import type { Construct } from "constructs";
 
 /**
  * The hcloud provider these bindings follow: attribute names and types are taken from its documentation
- * (docs/resources/*.md) and resource schemas at this tag of hetznercloud/terraform-provider-hcloud.
+ * (the provider's docs/resources/*.md) and resource schemas at this tag of hetznercloud/terraform-provider-hcloud.
  * Bumping it means re-reading those docs; the tests in test/hcloud-bindings.test.ts pin every attribute.
  */
 export const HCLOUD_PROVIDER = {

@@ -14,7 +14,7 @@ export interface ServerPublicNet {
   readonly ipv6?: number;
 }
 
-/** `hcloud_server` (docs/resources/server.md). */
+/** `hcloud_server` (the provider's docs/resources/server.md). */
 export interface ServerConfig {
   /** Unique per project and a valid host name (RFC 1123). */
   readonly name: string;

@@ -3,7 +3,7 @@ import type { Construct } from "constructs";
 import { attr, HCLOUD_METADATA, type Schema, toHclAttributes, toTerraformAttributes } from "./schema";
 
 /**
- * `data "hcloud_ssh_key"` (docs/data-sources/ssh_key.md): a key already registered in the project, looked up
+ * `data "hcloud_ssh_key"` (the provider's docs/data-sources/ssh_key.md): a key already registered in the project, looked up
  * at plan time. A server given the key's id fails the plan when the key is missing; given its name, the
  * provider looks it up only when it creates the server, half-way through an apply.
  */

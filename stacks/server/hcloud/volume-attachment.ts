@@ -2,7 +2,7 @@ import type { TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
 import { attr, HcloudResource, type Schema } from "./schema";
 
-/** `hcloud_volume_attachment` (docs/resources/volume_attachment.md). Both ids force a new attachment. */
+/** `hcloud_volume_attachment` (the provider's docs/resources/volume_attachment.md). Both ids force a new attachment. */
 export interface VolumeAttachmentConfig {
   readonly volumeId: number;
   readonly serverId: number;

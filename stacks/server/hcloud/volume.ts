@@ -3,7 +3,7 @@ import type { Construct } from "constructs";
 import { attr, HcloudResource, type Schema } from "./schema";
 
 /**
- * `hcloud_volume` (docs/resources/volume.md), created in a location and attached with
+ * `hcloud_volume` (the provider's docs/resources/volume.md), created in a location and attached with
  * `hcloud_volume_attachment` (so `server_id` is not offered here).
  */
 export interface VolumeConfig {
