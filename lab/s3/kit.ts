@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import type { ResolvedEnvironment } from "../../app/config/types";
 import { backupPolicies } from "../../stacks/backup-bucket";
 import type { LabUser } from "./policy";
-import { startLabS3, type LabS3 } from "./server";
+import { startLabS3, type LabS3, type LabS3Options } from "./server";
 
 /** The IAM user policy's name in the stack (IamUserPolicy "backups-of-this-environment-only"). */
 const USER_POLICY_NAME = "backups-of-this-environment-only";
@@ -32,14 +32,14 @@ function keyPair(): { accessKeyId: string; secretAccessKey: string } {
   return { accessKeyId: `AKIA${id}`, secretAccessKey: randomBytes(30).toString("base64").slice(0, 40) };
 }
 
-export async function startKitLabS3(envs: readonly ResolvedEnvironment[], options: { plainHttp?: boolean } = {}): Promise<KitLabS3> {
+export async function startKitLabS3(envs: readonly ResolvedEnvironment[], options: Pick<LabS3Options, "plainHttp" | "host" | "certIps" | "certNames"> = {}): Promise<KitLabS3> {
   const users = new Map<string, LabUser>();
   const buckets = envs.map((env) => {
     const { userPolicy, bucketPolicy } = backupPolicies({ bucketName: env.names.bucket, prefix: env.names.bucketPrefix });
     users.set(env.stackName, { userName: env.names.iamUser, ...keyPair(), policies: [{ name: USER_POLICY_NAME, document: userPolicy }] });
     return { name: env.names.bucket, region: env.backups.region, policy: bucketPolicy };
   });
-  const lab = await startLabS3({ users: [...users.values()], buckets, plainHttp: options.plainHttp });
+  const lab = await startLabS3({ ...options, users: [...users.values()], buckets });
   const keys = new Map([...users].map(([stack, user]) => [stack, [user]]));
   const keysOf = (stackName: string) => {
     const list = keys.get(stackName);

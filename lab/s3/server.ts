@@ -33,14 +33,19 @@ export interface LabS3Options {
   readonly buckets: readonly LabBucket[];
   /** Also listen on plain HTTP (aws:SecureTransport = false there). */
   readonly plainHttp?: boolean;
+  /** Address to listen on (its certificate names it too). @default "127.0.0.1" */
+  readonly host?: string;
+  /** More addresses and DNS names for the certificate (besides 127.0.0.1, localhost and `host`). */
+  readonly certIps?: readonly string[];
+  readonly certNames?: readonly string[];
   /** S3 refuses requests signed more than 15 minutes off its clock. */
   readonly maxSkewMs?: number;
 }
 
 export interface LabS3 {
-  /** https://127.0.0.1:<port> */
+  /** https://<host>:<port> */
   readonly endpoint: string;
-  /** http://127.0.0.1:<port>, with `plainHttp` */
+  /** http://<host>:<port>, with `plainHttp` */
   readonly httpEndpoint?: string;
   /** The lab CA's PEM: SSL_CERT_FILE for Go, --cacert for curl. */
   readonly caFile: string;
@@ -73,7 +78,8 @@ interface Call {
 
 export async function startLabS3(options: LabS3Options): Promise<LabS3> {
   const dir = mkdtempSync(join(tmpdir(), "lab-s3-"));
-  const certs = makeCertificates(dir);
+  const host = options.host ?? "127.0.0.1";
+  const certs = makeCertificates(dir, ["localhost", ...(options.certNames ?? [])], [...new Set(["127.0.0.1", host, ...(options.certIps ?? [])])]);
   const store = new Store(join(dir, "store"));
   for (const b of options.buckets) store.createBucket(b.name, b.region, "versioning" in b ? b.versioning : "Enabled");
   const authorizer = new Authorizer(new Map(options.buckets.filter((b) => b.policy).map((b) => [b.name, b.policy!])));
@@ -474,12 +480,12 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
 
   const tls = createHttpsServer({ key: certs.key, cert: certs.cert }, handle(true));
   const servers: Server[] = [tls];
-  const endpoint = `https://127.0.0.1:${await listen(tls)}`;
+  const endpoint = `https://${host}:${await listen(tls, host)}`;
   let httpEndpoint: string | undefined;
   if (options.plainHttp) {
     const plain = createHttpServer(handle(false));
     servers.push(plain);
-    httpEndpoint = `http://127.0.0.1:${await listen(plain)}`;
+    httpEndpoint = `http://${host}:${await listen(plain, host)}`;
   }
   return {
     endpoint,
@@ -533,10 +539,10 @@ const RESPONSE_OVERRIDES: Readonly<Record<string, string>> = {
   "response-content-encoding": "Content-Encoding",
 };
 
-function listen(server: Server): Promise<number> {
+function listen(server: Server, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
+    server.listen(0, host, () => resolve((server.address() as AddressInfo).port));
   });
 }
 
