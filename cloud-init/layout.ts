@@ -82,6 +82,12 @@ export const LAYOUT = {
   stateDir: "/var/lib/kit",
   /** Written when the bootstrap finished; its content is the release that was started. */
   bootstrapDoneFile: "/var/lib/kit/bootstrap-done",
+  /** The watcher's state (kit-watch.service's StateDirectory, owned by the app user). */
+  watchDir: "/var/lib/kit/watch",
+  /** The last run's verdict (cloud-init/watch-verdict.ts: WatchVerdict), read by scripts/status.ts. */
+  watchVerdictFile: "/var/lib/kit/watch/verdict.json",
+  /** One compact JSON line per run (WatchHistoryLine), pruned to the last 24 h. */
+  watchHistoryFile: "/var/lib/kit/watch/history.jsonl",
 
   units: {
     /** The first-boot bootstrap (bootstrap.sh), started once by cloud-init's runcmd. */
@@ -96,6 +102,10 @@ export const LAYOUT = {
     /** Restore drill: restores the replica into scratch and checks it (monthly timer; scripts/drill.ts). */
     drill: "restore-drill.service",
     drillTimer: "restore-drill.timer",
+    /** The watcher (watch.sh): checks replication, the app, disks, backups; writes the verdict; alerts. */
+    watch: "kit-watch.service",
+    /** Runs the watcher every minute. */
+    watchTimer: "kit-watch.timer",
     /** Debian's services that read the kit's files. */
     caddy: "caddy.service",
     ssh: "ssh.service",
