@@ -28,7 +28,7 @@ export class Checker {
 
   string(path: string, value: unknown, rule: RegExp, ruleText: string, example: string): value is string {
     if (typeof value !== "string") {
-      this.add(path, value === undefined ? problem.missing(ruleText, `set it, e.g. ${JSON.stringify(example)}`) : problem.notString(value));
+      this.add(path, value === undefined ? problem.missing(ruleText, `set it, e.g. ${JSON.stringify(example)}`) : problem.pattern(value, ruleText, example));
       return false;
     }
     if (!rule.test(value)) {
@@ -54,7 +54,7 @@ export class Checker {
 
   oneOf(path: string, value: unknown, kind: string, allowed: readonly string[]): value is string {
     if (typeof value !== "string" || !allowed.includes(value)) {
-      this.add(path, problem.notOneOf(value, kind, allowed));
+      this.add(path, value === undefined ? problem.missing(kind, `set one of ${allowed.join(", ")}`) : problem.notOneOf(value, kind, allowed));
       return false;
     }
     return true;
@@ -68,8 +68,7 @@ export class Checker {
   }
 
   onCalendar(path: string, value: unknown): void {
-    if (typeof value !== "string") this.add(path, problem.notString(value));
-    else if (!isOnCalendar(value)) this.add(path, problem.notCalendar(value));
+    if (typeof value !== "string" || !isOnCalendar(value)) this.add(path, problem.notCalendar(value));
   }
 
   duration(path: string, value: unknown, minSeconds: number): void {

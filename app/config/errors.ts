@@ -42,7 +42,9 @@ const list = (values: readonly string[], max = 6): string =>
 /** Message builders, one per rule. */
 export const problem = {
   missing: (what: string, fix: string) => `is required: ${what}. Fix: ${fix}`,
-  notString: (value: unknown) => `${show(value)} must be a string`,
+  isNull: (fix: string) => `null is not a value here. Fix: ${fix}`,
+  notList: (value: unknown, what: string, fix: string) => `${show(value)} must be a list of ${what}s. Fix: ${fix}`,
+  notRecord: (value: unknown, what: string, example: string) => `${show(value)} must be an object of ${what} (for example ${example})`,
   notBoolean: (value: unknown) => `${show(value)} must be true or false`,
   notObject: (value: unknown, known: readonly string[]) =>
     `${show(value)} must be an object with the fields ${list(known, 12)}; see app/clients/example.ts`,

@@ -77,7 +77,7 @@ function providerValue(kind: "region" | "size" | "image") {
       }
     }
     const what = kind === "image" ? `an image the bootstrap is proven on (${facts.title})` : `a ${facts.title} ${kind}`;
-    check.add(path, problem.notOneOf(value, what, allowed));
+    check.add(path, value === undefined ? problem.missing(what, `set one of ${allowed.join(", ")}`) : problem.notOneOf(value, what, allowed));
     return false;
   };
 }
@@ -85,9 +85,11 @@ function providerValue(kind: "region" | "size" | "image") {
 /** Lists `name` must not be empty: the field is then required. */
 const nonEmpty = (value: unknown, at: FieldContext, what: string, fix: string): value is unknown[] => {
   if (Array.isArray(value) && value.length > 0) return true;
-  at.check.add(at.path, problem.empty(what, fix));
+  at.check.add(at.path, value === undefined || Array.isArray(value) ? problem.empty(what, fix) : problem.notList(value, what, fix));
   return false;
 };
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
 
 const DOMAIN = {
   /** The site's host name, e.g. `app.acme.example`. Caddy obtains a certificate for it (automatic HTTPS). */
@@ -152,7 +154,8 @@ const APP = {
   tasks: section.defaulted(TASKS),
   /** Non-secret environment for the app (`/etc/app/app.env`). Values are one line, without a single quote. */
   env: field.defaulted<Readonly<Record<string, string>>>({}, (env, { check, path }) => {
-    for (const [key, value] of Object.entries(env as object)) {
+    if (!isRecord(env)) return check.add(path, problem.notRecord(env, "variable names and one-line values", '{ LOG_LEVEL: "info" }'));
+    for (const [key, value] of Object.entries(env)) {
       const at = `${path}.${key}`;
       if (!ENV_VAR.test(key)) check.add(at, problem.pattern(key, "is not an environment variable name (UPPER_SNAKE_CASE)", "LOG_LEVEL"));
       else if (RESERVED_ENV.includes(key)) check.add(at, problem.reserved(key, "the kit sets it for the app"));
@@ -166,11 +169,12 @@ const APP = {
    * when deploying) and lands in `/etc/app/secrets.env` (0600).
    */
   secrets: field.defaulted<readonly string[]>([], (secrets, { check, path, siblings }) => {
-    (secrets as readonly unknown[]).forEach((name, i) => {
+    if (!Array.isArray(secrets)) return check.add(path, problem.notList(secrets, "variable name", 'secrets: ["SESSION_SECRET"]'));
+    secrets.forEach((name: unknown, i) => {
       const at = `${path}[${i}]`;
       if (check.string(at, name, ENV_VAR, "is not an environment variable name (UPPER_SNAKE_CASE)", "SESSION_SECRET")) {
         if (RESERVED_ENV.includes(name)) check.add(at, problem.reserved(name, "the kit sets it for the app"));
-        else if (name in (siblings.env as object)) check.add(at, problem.reserved(name, "it is also in app.env; a value is either secret or not"));
+        else if (isRecord(siblings.env) && name in siblings.env) check.add(at, problem.reserved(name, "it is also in app.env; a value is either secret or not"));
       }
     });
   }),

@@ -125,11 +125,16 @@ export function resolveSection<S extends Schema>(
   const values: Record<string, unknown> = {};
   for (const [name, f] of Object.entries(schema)) {
     if (f.kind !== "value") continue;
-    const value = input[name] ?? defaultOf(f, facts);
+    const value = input[name] === null ? undefined : (input[name] ?? defaultOf(f, facts));
     if (value !== undefined) values[name] = value;
   }
   for (const [name, f] of Object.entries(schema)) {
     const at = join(path, name);
+    // `null` is no value (a plain-JS file's way of saying "unset"): named, never taken as the default.
+    if (input[name] === null) {
+      check.add(at, problem.isNull(f.presence === "required" ? "set it (see app/clients/example.ts)" : "leave the field out to take its default"));
+      continue;
+    }
     if (f.kind === "value") {
       if (values[name] !== undefined || f.presence === "required") f.check(values[name], { check, path: at, facts, siblings: values });
       continue;
