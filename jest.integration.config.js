@@ -1,4 +1,4 @@
-/** Integration tests: the operations scripts against real sshd, sqlite3, Litestream and fauxqs on loopback. */
+/** Integration tests: the operations scripts against real sshd, sqlite3, Litestream and the strict lab S3 (lab/s3, a child process) on loopback. */
 const unit = require("./jest.config");
 
 module.exports = {

@@ -2,40 +2,58 @@ import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturn
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
+import { AGENCY } from "../../app/agency";
+import { ConfigError } from "../../app/config/errors";
+import { readClientFile } from "../../app/config/load";
+import type { ResolvedEnvironment } from "../../app/config/types";
+import { resolveClient } from "../../app/config/validate";
 import { serverFiles, templateValues } from "../../cloud-init/server-files";
 import { envQuote, renderTemplate, type TemplateValue } from "../../cloud-init/template";
-import { concreteServerValues, REPO_ROOT, shippedEnvironment } from "../environments";
+import { concreteServerValues, REPO_ROOT } from "../environments";
+import type { LabS3Process } from "../s3/process";
 
 export const LITESTREAM_DIR = join(REPO_ROOT, "node_modules", "@flydotio", "litestream-linux-x64");
 export const DENO = join(REPO_ROOT, "node_modules", ".bin", "deno");
 
-export interface Fauxqs {
-  readonly endpoint: string;
-  stop(): Promise<void>;
+/** The client slug of the local kit's environments (their buckets: pixelco-localkit-<name>-backups). */
+export const LOCAL_CLIENT = "localkit";
+
+/**
+ * Client environments for the local kit, one per test scenario: the example client's prod settings under
+ * the environment names given, resolved by the same validator as synth. Each has its own bucket, prefix
+ * and backup user (env.names), so each can get its own least-privilege key from the lab S3.
+ */
+export function localEnvironments(names: readonly string[]): ResolvedEnvironment[] {
+  const example = readClientFile(join(REPO_ROOT, "app", "clients", "example.ts"));
+  const config = { slug: LOCAL_CLIENT, environments: Object.fromEntries(names.map((name) => [name, example.environments.prod])) };
+  const { environments, problems } = resolveClient(config, "lab/local/local-kit.ts (from app/clients/example.ts)", AGENCY);
+  if (problems.length) throw new ConfigError(problems);
+  return environments;
 }
 
-/** fauxqs (S3-compatible, in memory) on a free loopback port, with the given buckets. */
-export async function startFauxqs(buckets: readonly string[]): Promise<Fauxqs> {
-  const child = spawn(DENO, ["run", "-A", join(__dirname, "fauxqs-server.mjs"), ...buckets], {
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, DENO_NO_UPDATE_CHECK: "1" },
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = "";
-    let err = "";
-    child.stdout!.on("data", (d: Buffer) => {
-      out += d;
-      const match = /\{"port":(\d+)\}/.exec(out);
-      if (match) resolve(Number(match[1]));
-    });
-    child.stderr!.on("data", (d: Buffer) => (err += d));
-    child.once("exit", (code) => reject(new Error(`fauxqs exited (${code}): ${err}`)));
-    setTimeout(() => reject(new Error(`fauxqs did not start in 30 s: ${err}`)), 30_000).unref();
-  });
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    stop: () => stopChild(child),
-  };
+export const localEnvironment = (name: string): ResolvedEnvironment => localEnvironments([name])[0];
+
+/** Where a local kit's "server" reaches S3, and with which key pair (the lab CA when it is the lab S3). */
+export interface S3Access {
+  readonly endpoint: string;
+  /** The CA that signed the endpoint's certificate; unset for an endpoint that never answers TLS. */
+  readonly caFile?: string;
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+}
+
+/** The lab S3 as `env`'s server reaches it: HTTPS (or plain HTTP, to be refused), with that environment's own key. */
+export function labAccess(lab: LabS3Process, env: ResolvedEnvironment, over: "https" | "http" = "https"): S3Access {
+  const user = lab.users.get(env.stackName);
+  if (!user) throw new Error(`the lab S3 has no backup user for ${env.stackName} (it serves ${[...lab.users.keys()].join(", ")}): start it with that environment`);
+  const endpoint = over === "https" ? lab.endpoint : lab.httpEndpoint;
+  if (!endpoint) throw new Error("the lab S3 was started without plainHttp: start it with { plainHttp: true } to be reached over http");
+  return { endpoint, caFile: lab.caFile, accessKeyId: user.accessKeyId, secretAccessKey: user.secretAccessKey };
+}
+
+/** An S3 that cannot answer (nothing listens, or nothing speaks TLS there), reached with a well-formed key. */
+export function unreachableS3(port: number): S3Access {
+  return { endpoint: `https://127.0.0.1:${port}`, accessKeyId: "AKIAUNREACHABLE00000", secretAccessKey: "never-checked-never-checked-never-check" };
 }
 
 export interface Ran {
@@ -71,9 +89,10 @@ async function stopChild(child: ChildProcess | undefined): Promise<void> {
 }
 
 /**
- * A kit "server" in a temp dir: kit.env, litestream.yml and the server scripts rendered from the real
- * templates with every path moved under the temp dir, the current user as the app user, a real
- * `litestream replicate` against fauxqs. What runs here is the same text that runs on a server.
+ * A kit "server" in a temp dir: kit.env, litestream.yml, s3.env and the server scripts rendered from the
+ * real templates with every path moved under the temp dir, the current user as the app user, a real
+ * `litestream replicate`, and S3 reached as `access` says (the lab S3 with the environment's own key).
+ * What runs here is the same text that runs on a server.
  */
 export class LocalKit {
   readonly root: string;
@@ -81,12 +100,15 @@ export class LocalKit {
   readonly kitEnvFile: string;
   readonly dbFile: string;
   readonly env: NodeJS.ProcessEnv;
+  /** `s3://<bucket>/<prefix>/litestream`, as the server scripts name the replica. */
+  readonly replicaUrl: string;
   private replicator?: ChildProcess;
+  private replicatorSaid = "";
 
-  constructor(fauxqs: Fauxqs, bucket: string, extra: Record<string, TemplateValue> = {}) {
+  constructor(readonly access: S3Access, readonly environment: ResolvedEnvironment, extra: Record<string, TemplateValue> = {}) {
     this.root = mkdtempSync(join(tmpdir(), "kit-local-"));
-    const env = shippedEnvironment("example-prod");
-    const base = templateValues(env, concreteServerValues(env, { bucket, s3Endpoint: fauxqs.endpoint }));
+    const server = concreteServerValues(environment, { s3Endpoint: access.endpoint, s3Credentials: { accessKeyId: access.accessKeyId, secretAccessKey: access.secretAccessKey } });
+    const base = templateValues(environment, server);
     const dir = (name: string) => {
       const path = join(this.root, name);
       mkdirSync(path, { recursive: true });
@@ -97,6 +119,10 @@ export class LocalKit {
     this.values = {
       ...base,
       appUser: userInfo().username,
+      // The "volume" is this machine's root filesystem: require-volume.sh's mountpoint check passes, as on
+      // a server with its volume attached (nothing here mounts, grows or formats it).
+      volumeMount: "/",
+      volumeEnvFile: join(this.root, "etc/volume.env"),
       dbDir: join(this.root, "data/db"),
       dbFile: this.dbFile,
       backupDir: dir("data/backups"),
@@ -113,23 +139,35 @@ export class LocalKit {
       libDir: dir("lib"),
       ...extra,
     };
-    // Over the loopback sshd the steps source this file: it also puts the repo's litestream on PATH.
-    writeFileSync(this.kitEnvFile, `${renderTemplate("config/kit.env", this.values, envQuote)}PATH=${LITESTREAM_DIR}:$PATH\n`);
+    this.replicaUrl = `s3://${this.values.bucket}/${this.values.litestreamPrefix}`;
+    // Go (Litestream), aws-sdk-go and curl trust the lab CA as a server trusts a real CA: by its CA file,
+    // never by skipping verification. This machine may set all three to the system bundle: override each.
+    const trust = access.caFile ? { SSL_CERT_FILE: access.caFile, AWS_CA_BUNDLE: access.caFile, CURL_CA_BUNDLE: access.caFile } : {};
+    // Over the loopback sshd the steps source this file (a login gets none of this process's environment):
+    // it puts the repo's litestream on PATH and names the lab CA.
+    const exports = Object.entries(trust).map(([k, v]) => `export ${k}=${envQuote(v, k)}\n`).join("");
+    writeFileSync(this.kitEnvFile, `${renderTemplate("config/kit.env", this.values, envQuote)}PATH=${LITESTREAM_DIR}:$PATH\n${exports}`);
     writeFileSync(String(this.values.litestreamConfig), renderTemplate("config/litestream.yml", this.values));
-    writeFileSync(String(this.values.s3CredentialsFile), "AWS_ACCESS_KEY_ID=test-key\nAWS_SECRET_ACCESS_KEY=test-secret\n", { mode: 0o600 });
+    // s3.env and volume.env exactly as serverFiles builds them for this environment and key.
+    const files = serverFiles(environment, server);
+    const content = (path: string) => files.find((f) => f.path === path)!.content;
+    writeFileSync(String(this.values.s3CredentialsFile), content(String(base.s3CredentialsFile)), { mode: 0o600 });
+    writeFileSync(String(this.values.volumeEnvFile), content(String(base.volumeEnvFile)));
     // The server scripts exactly as serverFiles renders them, with this kit's values.
-    for (const file of serverFiles(env, concreteServerValues(env))) {
-      if (!file.path.startsWith(`/usr/local/lib/kit/`)) continue;
+    for (const file of files) {
+      if (!file.path.startsWith(`${base.libDir}/`)) continue;
       const name = file.path.split("/").pop()!;
       const path = join(String(this.values.libDir), name);
       writeFileSync(path, renderTemplate(`scripts/${name}`, this.values));
       chmodSync(path, 0o755);
     }
+    // As systemd gives the units their EnvironmentFile (s3.env): the key pair, and the CA.
     this.env = {
       ...process.env,
       PATH: `${LITESTREAM_DIR}:${process.env.PATH}`,
-      AWS_ACCESS_KEY_ID: "test-key",
-      AWS_SECRET_ACCESS_KEY: "test-secret",
+      AWS_ACCESS_KEY_ID: access.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: access.secretAccessKey,
+      ...trust,
     };
   }
 
@@ -155,15 +193,30 @@ export class LocalKit {
     return spawnSync("litestream", [...args], { encoding: "utf8", env: this.env, timeout: 60_000 });
   }
 
-  /** Starts `litestream replicate` and waits until the replica holds a generation. */
-  async startReplication(): Promise<void> {
-    this.replicator = spawn("litestream", ["replicate", "-config", this.path("litestreamConfig")], { env: this.env, stdio: "ignore" });
+  /**
+   * Starts `litestream replicate` (as litestream.service runs it) and, unless `wait` is false, waits until
+   * the replica holds a snapshot. Its output is kept: replicatorOutput().
+   */
+  async startReplication({ wait = true }: { wait?: boolean } = {}): Promise<void> {
+    this.replicatorSaid = "";
+    const child = spawn("litestream", ["replicate", "-config", this.path("litestreamConfig")], { env: this.env, stdio: ["ignore", "pipe", "pipe"] });
+    // The last 64 KiB: enough for the errors of a minute of retries.
+    const keep = (d: Buffer) => (this.replicatorSaid = (this.replicatorSaid + d.toString()).slice(-65_536));
+    child.stdout!.on("data", keep);
+    child.stderr!.on("data", keep);
+    this.replicator = child;
+    if (!wait) return;
     for (let i = 0; i < 100; i++) {
       const out = this.litestream(["snapshots", "-config", this.path("litestreamConfig"), this.dbFile]).stdout;
       if (out.trim().split("\n").length > 1) return;
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error("litestream did not write a snapshot within 10 s");
+    throw new Error(`litestream did not write a snapshot to ${this.replicaUrl} within 10 s; it said:\n${this.replicatorSaid.slice(-3000)}`);
+  }
+
+  /** What `litestream replicate` printed (stdout and stderr), newest last. */
+  replicatorOutput(): string {
+    return this.replicatorSaid;
   }
 
   /** SIGTERM: Litestream flushes pending WAL, then exits. */

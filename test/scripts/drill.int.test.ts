@@ -1,18 +1,21 @@
 /**
  * restore-drill.sh (the server-side drill that restore-drill.timer and scripts/drill.ts run) against real
- * sqlite3, Litestream 0.3.13 and fauxqs on loopback.
+ * sqlite3, Litestream 0.3.13 and the lab S3 on loopback (HTTPS, the environment's least-privilege key).
  */
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
-import { type Fauxqs, LocalKit, startFauxqs } from "../../lab/local/local-kit";
+import { labAccess, LocalKit, localEnvironments } from "../../lab/local/local-kit";
+import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
+import { actionsOf, leastPrivilegeProblems } from "./support/iam";
 
-let fauxqs: Fauxqs;
+const [drillEnv, emptyEnv] = localEnvironments(["drill", "drillempty"]);
+let lab: LabS3Process;
 let ping: Server;
 let pings = 0;
 let pingUrl = "";
 beforeAll(async () => {
-  fauxqs = await startFauxqs(["kit-drill-test"]);
+  lab = await startKitLabS3Process([drillEnv, emptyEnv]);
   ping = createServer((_, res) => {
     pings++;
     res.end("ok");
@@ -22,14 +25,14 @@ beforeAll(async () => {
   pingUrl = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}/ping`;
 });
 afterAll(async () => {
-  await fauxqs?.stop();
+  await lab?.stop();
   await new Promise((resolve) => ping?.close(resolve));
 });
 
 describe("restore-drill.sh", () => {
   let kit: LocalKit;
   beforeAll(async () => {
-    kit = new LocalKit(fauxqs, "kit-drill-test", { drillWaitSeconds: 3, drillPingUrl: pingUrl, litestreamPrefix: "drill/litestream" });
+    kit = new LocalKit(labAccess(lab, drillEnv), drillEnv, { drillWaitSeconds: 3, drillPingUrl: pingUrl });
     kit.sql(kit.dbFile, "PRAGMA journal_mode=WAL; CREATE TABLE rows(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO rows(body) VALUES ('a'),('b'),('c');");
     await kit.startReplication();
   });
@@ -51,6 +54,11 @@ describe("restore-drill.sh", () => {
     expect(pings).toBe(1);
     expect(readdirSync(kit.path("scratchDir"))).toEqual([]); // the scratch restore is cleaned up
     expect(readdirSync(kit.path("drillDir")).filter((f) => f.startsWith("drill-"))).toHaveLength(1); // evidence kept
+    // With exactly the environment's least-privilege key: every request of Litestream (replicate, and the
+    // drill's wal listing and restore) allowed by the statement of the stack's policy meant for it.
+    const decisions = await lab.decisions();
+    expect(leastPrivilegeProblems(decisions, drillEnv)).toEqual([]);
+    expect(actionsOf(decisions, drillEnv)).toEqual(new Set(["s3:ListBucket", "s3:PutObject", "s3:GetObject"]));
   });
 
   test("fails when replication is stopped: the sentinel never reaches the replica; no ping", async () => {
@@ -66,7 +74,7 @@ describe("restore-drill.sh", () => {
 });
 
 test("refuses on a server without a database (first boot not finished): creates nothing, no report, no ping", async () => {
-  const kit = new LocalKit(fauxqs, "kit-drill-test", { drillPingUrl: pingUrl, litestreamPrefix: "drill-empty/litestream" });
+  const kit = new LocalKit(labAccess(lab, emptyEnv), emptyEnv, { drillPingUrl: pingUrl });
   try {
     const before = pings;
     const run = await kit.script("restore-drill.sh");

@@ -1,7 +1,7 @@
 /**
  * Plans are the steps: what `--dry-run` lists is what a real run executes, and a dry run changes nothing on
  * the server. The scripts' own functions run over the real SSH runner (loopback sshd) against a LocalKit
- * server (real sqlite3, Litestream 0.3.13, fauxqs): the dry runs of deploy, --config-only, --rollback,
+ * server (real sqlite3, Litestream 0.3.13, the lab S3 with the environment's own key): the dry runs of deploy, --config-only, --rollback,
  * restore and drill leave the kit's tree byte-identical; a real restore executes exactly the listed steps.
  *
  * Deploy and drill need the server's systemd (app slots, Caddy, restore-drill.service), which this machine
@@ -19,14 +19,15 @@ import { drillRemote } from "../../scripts/lib/drill-run";
 import { restoreRemote } from "../../scripts/lib/restore-run";
 import type { ServerPaths } from "../../scripts/lib/server-steps";
 import { SshRunner } from "../../scripts/lib/ssh";
-import { loadEnvironment, type Target } from "../../scripts/lib/target";
-import { type Fauxqs, LocalKit, startFauxqs } from "../../lab/local/local-kit";
+import type { Target } from "../../scripts/lib/target";
+import { labAccess, LocalKit, localEnvironment } from "../../lab/local/local-kit";
 import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd";
+import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
 
-const BUCKET = "kit-plans-test";
+const plansEnv = localEnvironment("plans");
 /** The sshd session's PATH is not this shell's: name python by its full path. */
 const PYTHON = execFileSync("python3", ["-c", "import sys; print(sys.executable)"], { encoding: "utf8" }).trim();
-let fauxqs: Fauxqs;
+let lab: LabS3Process;
 let sshd: TestSshd;
 let kit: LocalKit;
 let ssh: SshRunner;
@@ -67,8 +68,9 @@ async function captured<T>(body: () => Promise<T>): Promise<{ value: T; stderr: 
 
 /**
  * This machine runs no systemd, so the kit's PATH gets a systemctl that runs the two services a restore
- * stops and starts as processes: Litestream (`litestream replicate`, the real one) and an app slot (a static
- * server answering the health path, which is all wait-healthy.sh asks of it). Anything else is refused.
+ * stops and starts as processes: Litestream (`litestream replicate`, the real one, with its unit's
+ * EnvironmentFile) and an app slot (a static server answering the health path, which is all
+ * wait-healthy.sh asks of it). Anything else is refused.
  */
 function serviceManager(bin: string, run: string, www: string): void {
   mkdirSync(bin, { recursive: true });
@@ -90,7 +92,8 @@ for unit in "$@"; do
       fi ;;
     start)
       case $unit in
-        litestream.service) setsid litestream replicate -config ${kit.path("litestreamConfig")} >/dev/null 2>&1 </dev/null & ;;
+        # As the unit does: its EnvironmentFile (the key pair), then the replicator.
+        litestream.service) (set -a; . ${kit.path("s3CredentialsFile")}; set +a; exec setsid litestream replicate -config ${kit.path("litestreamConfig")}) >/dev/null 2>&1 </dev/null & ;;
         app@*.service) port=\${unit#app@}; setsid ${PYTHON} -m http.server "\${port%.service}" --bind 127.0.0.1 --directory ${www} >/dev/null 2>&1 </dev/null & ;;
         *) echo "systemctl (local kit): no unit $unit" >&2; exit 5 ;;
       esac
@@ -105,8 +108,8 @@ done
 const systemctl = (...args: string[]) => kit.bash(`. ${kit.kitEnvFile}\nsystemctl ${args.join(" ")}`);
 
 beforeAll(async () => {
-  [fauxqs, sshd, appPort] = await Promise.all([startFauxqs([BUCKET]), startSshd(), freePort()]);
-  kit = new LocalKit(fauxqs, BUCKET, { litestreamPrefix: "plans/litestream", appPort });
+  [lab, sshd, appPort] = await Promise.all([startKitLabS3Process([plansEnv]), startSshd(), freePort()]);
+  kit = new LocalKit(labAccess(lab, plansEnv), plansEnv, { appPort });
   outside = mkdtempSync(join(tmpdir(), "kit-plans-"));
   serviceManager(join(outside, "bin"), join(outside, "run"), mkdtempSync(join(outside, "www-")));
   writeFileSync(kit.kitEnvFile, `${readFileSync(kit.kitEnvFile, "utf8")}PATH=${join(outside, "bin")}:$PATH\n`);
@@ -118,16 +121,15 @@ beforeAll(async () => {
   symlinkSync(join(kit.path("releasesDir"), "20260102T000000Z-bbb"), join(kit.path("slotsDir"), String(appPort)));
   kit.sql(kit.dbFile, "PRAGMA journal_mode=WAL; CREATE TABLE rows(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO rows(body) VALUES ('a'),('b'),('c');");
   ssh = new SshRunner({ host: "127.0.0.1", port: sshd.port, user: sshd.user, identity: sshd.identity }, { knownHostsFile: join(outside, "known_hosts"), controlDir: join(outside, "ctl") });
-  const env = loadEnvironment("example-prod");
   target = {
-    env: { ...env, app: { ...env.app, port: appPort } },
+    env: { ...plansEnv, app: { ...plansEnv.app, port: appPort } },
     outputsFile: join(outside, "outputs.json"),
     ssh: ssh.target,
     sshSettings: ssh.settings,
-    bucket: BUCKET,
-    region: "eu-central-1",
-    replicaPath: "plans/litestream",
-    s3Endpoint: fauxqs.endpoint,
+    bucket: plansEnv.names.bucket,
+    region: plansEnv.backups.region,
+    replicaPath: kit.path("litestreamPrefix"),
+    s3Endpoint: lab.endpoint,
     overrides: {},
   };
 });
@@ -135,7 +137,7 @@ afterAll(async () => {
   if (kit) await systemctl("stop", "litestream.service", `app@${appPort}.service`, `app@${appPort + 1}.service`);
   await ssh?.close();
   await kit?.cleanup();
-  await Promise.all([fauxqs?.stop(), sshd?.stop()]);
+  await Promise.all([lab?.stop(), sshd?.stop()]);
   if (outside) rmSync(outside, { recursive: true, force: true });
 });
 

@@ -1,5 +1,6 @@
 /**
- * Restore logic against real sqlite3, Litestream 0.3.13 and fauxqs. The "server" is this machine, its kit
+ * Restore logic against real sqlite3, Litestream 0.3.13 and the lab S3 (HTTPS, the environment's
+ * least-privilege key). The "server" is this machine, its kit
  * paths moved into a temp dir (LocalKit). The first test goes through the real SSH runner on a loopback
  * sshd; the rest run the same Steps with LocalRunner (same contract, no 0.5 s session cost each).
  */
@@ -14,13 +15,16 @@ import { Secret } from "../../scripts/lib/secret";
 import * as steps from "../../scripts/lib/server-steps";
 import { bash, join as joinScripts, step } from "../../scripts/lib/shell";
 import { SshRunner } from "../../scripts/lib/ssh";
-import { loadEnvironment, type Target } from "../../scripts/lib/target";
-import { type Fauxqs, LocalKit, startFauxqs } from "../../lab/local/local-kit";
+import type { Target } from "../../scripts/lib/target";
+import { labAccess, LocalKit, localEnvironments } from "../../lab/local/local-kit";
 import { LocalRunner } from "../../lab/local/local-runner";
 import { startSshd, type TestSshd } from "../../lab/local/sshd";
+import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
+import { actionsOf, leastPrivilegeProblems } from "./support/iam";
 
-const BUCKET = "kit-restore-test";
-let fauxqs: Fauxqs;
+/** The environment restored; `nobucket` is one whose bucket the lab S3 does not have. */
+const [restoreEnv, noBucketEnv] = localEnvironments(["restore", "nobucket"]);
+let lab: LabS3Process;
 let sshd: TestSshd;
 let kit: LocalKit;
 let ssh: SshRunner;
@@ -31,8 +35,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const quiet = { onProgress: () => undefined };
 
 beforeAll(async () => {
-  [fauxqs, sshd] = await Promise.all([startFauxqs([BUCKET]), startSshd()]);
-  kit = new LocalKit(fauxqs, BUCKET, { litestreamPrefix: "restore/litestream" });
+  [lab, sshd] = await Promise.all([startKitLabS3Process([restoreEnv]), startSshd()]);
+  kit = new LocalKit(labAccess(lab, restoreEnv), restoreEnv);
   paths = { kitEnvFile: kit.kitEnvFile, libDir: kit.path("libDir"), caddyfile: join(kit.root, "Caddyfile"), deployLock: join(kit.root, "run", "deploy.lock") };
   writeFileSync(paths.caddyfile, ":80 {\n\treverse_proxy 127.0.0.1:8000\n}\n");
   writeFileSync(kit.path("bootstrapDoneFile"), "/srv/app/releases/first\n");
@@ -44,7 +48,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await ssh?.close();
   await kit?.cleanup();
-  await Promise.all([fauxqs?.stop(), sshd?.stop()]);
+  await Promise.all([lab?.stop(), sshd?.stop()]);
 });
 
 describe("restore into scratch (server side, over SSH)", () => {
@@ -78,7 +82,7 @@ describe("restore into scratch (server side, over SSH)", () => {
   });
 
   test("an unreachable bucket is a clear error (exit 4), not a half-made restore", async () => {
-    const broken = new LocalKit(fauxqs, "no-such-bucket");
+    const broken = new LocalKit(labAccess(lab, restoreEnv), noBucketEnv);
     const brokenPaths = { ...paths, kitEnvFile: broken.kitEnvFile };
     const result = await runner.run(steps.restoreToScratch({ kind: "replica" }, brokenPaths), { ...quiet, allowFailure: true });
     expect(result.exitCode).toBe(4);
@@ -118,8 +122,7 @@ describe("replacing the live database", () => {
     writeFileSync(damaged, bytes);
     execFileSync("sh", ["-c", `gzip -c ${damaged} > ${join(kit.path("backupDir"), "app-20260101T000000Z.sqlite3.gz")}`]);
     const live = sha(kit.dbFile);
-    const env = loadEnvironment("example-prod");
-    const target = { env } as Target;
+    const target = { env: restoreEnv } as Target;
     const error = await restoreRemote({ target, runner, from: { kind: "fallback" }, yes: true, paths }).catch((e) => e);
     expect(error).toBeInstanceOf(OpsError);
     expect(error.message).toContain("fails PRAGMA integrity_check");
@@ -147,27 +150,40 @@ describe("the deploy lock", () => {
 });
 
 describe("--local: restore onto this machine", () => {
+  /** What restore.ts reads from the outputs file: bucket, region, replica path, the environment's key. */
   const targetFor = (endpoint: string): Target => ({
     ...({} as Target),
-    env: loadEnvironment("example-prod"),
-    outputsFile: "outputs/example-prod.json",
-    bucket: BUCKET,
-    region: "eu-central-1",
-    replicaPath: "restore/litestream",
+    env: restoreEnv,
+    outputsFile: `outputs/${restoreEnv.stackName}.json`,
+    bucket: restoreEnv.names.bucket,
+    region: restoreEnv.backups.region,
+    replicaPath: kit.path("litestreamPrefix"),
     s3Endpoint: endpoint,
-    credentials: { accessKeyId: "test-key", secretAccessKey: new Secret("test-secret") },
+    credentials: { accessKeyId: kit.access.accessKeyId, secretAccessKey: new Secret(kit.access.secretAccessKey) },
+  });
+  // The operator's machine trusts the lab's CA as it trusts a real S3's: Litestream and the AWS SDK in it
+  // read these (this machine may point them at the system bundle).
+  const saved = { SSL_CERT_FILE: process.env.SSL_CERT_FILE, AWS_CA_BUNDLE: process.env.AWS_CA_BUNDLE };
+  beforeAll(() => Object.assign(process.env, { SSL_CERT_FILE: lab.caFile, AWS_CA_BUNDLE: lab.caFile }));
+  afterAll(() => {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
   });
 
-  test("restores the replica into a new local file and checks it; never overwrites", async () => {
+  test("restores the replica into a new local file and checks it; never overwrites; with exactly the environment's key", async () => {
     const out = join(kit.root, "local-copy.sqlite3");
-    const checked = await restoreLocal(targetFor(fauxqs.endpoint), out);
+    const before = (await lab.decisions()).length;
+    const checked = await restoreLocal(targetFor(lab.endpoint), out);
     expect(checked.integrity).toBe("ok");
     expect(checked.tables.get("rows")?.restored).toBe(3);
-    await expect(restoreLocal(targetFor(fauxqs.endpoint), out)).rejects.toThrow("already exists");
+    await expect(restoreLocal(targetFor(lab.endpoint), out)).rejects.toThrow("already exists");
+    // restore.ts --local's requests: allowed by the environment's own statements, inside its prefix.
+    const mine = (await lab.decisions()).slice(before);
+    expect(leastPrivilegeProblems(mine, restoreEnv)).toEqual([]);
+    expect(actionsOf(mine, restoreEnv)).toEqual(new Set(["s3:ListBucket", "s3:GetObject"]));
   });
 
   test("S3 unreachable: says so and names the way out", async () => {
-    const error = await restoreLocal(targetFor("http://127.0.0.1:1"), join(kit.root, "never.sqlite3")).catch((e) => e);
+    const error = await restoreLocal(targetFor("https://127.0.0.1:1"), join(kit.root, "never.sqlite3")).catch((e) => e);
     expect(error).toBeInstanceOf(OpsError);
     expect(error.message).toMatch(/cannot read the backups \(seen from this machine\): .*connection refused/);
     expect(error.fix).toContain("--from-fallback");
