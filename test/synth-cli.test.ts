@@ -18,6 +18,10 @@ function withoutCredentials(extra: Record<string, string> = {}): NodeJS.ProcessE
   return { ...env, CHECKPOINT_DISABLE: "1", ...extra };
 }
 
+// Each test is mostly cdktf's own start-up (about 10 s alone, over 60 s on a loaded machine): generous, so
+// that only a hang fails, never slowness.
+jest.setTimeout(300_000);
+
 let scratch: string;
 beforeAll(() => {
   scratch = mkdtempSync(join(tmpdir(), "kit-synth-"));
