@@ -32,7 +32,7 @@ function keyPair(): { accessKeyId: string; secretAccessKey: string } {
   return { accessKeyId: `AKIA${id}`, secretAccessKey: randomBytes(30).toString("base64").slice(0, 40) };
 }
 
-export async function startKitLabS3(envs: readonly ResolvedEnvironment[], options: Pick<LabS3Options, "plainHttp" | "host" | "certIps" | "certNames"> = {}): Promise<KitLabS3> {
+export async function startKitLabS3(envs: readonly ResolvedEnvironment[], options: Pick<LabS3Options, "plainHttp" | "host" | "certIps" | "certNames" | "downloadBytesPerSecond"> = {}): Promise<KitLabS3> {
   const users = new Map<string, LabUser>();
   const buckets = envs.map((env) => {
     const { userPolicy, bucketPolicy } = backupPolicies({ bucketName: env.names.bucket, prefix: env.names.bucketPrefix });

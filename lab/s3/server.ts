@@ -10,7 +10,7 @@ import { createServer as createHttpsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough, type Readable } from "node:stream";
+import { PassThrough, Transform, type Readable } from "node:stream";
 import { makeCertificates } from "./ca";
 import { errorXml, S3Error } from "./errors";
 import { Authorizer, type Decision, type LabUser, type PolicyDocument } from "./policy";
@@ -40,6 +40,12 @@ export interface LabS3Options {
   readonly certNames?: readonly string[];
   /** S3 refuses requests signed more than 15 minutes off its clock. */
   readonly maxSkewMs?: number;
+  /**
+   * Object downloads share a link of this many bytes per second, as a restore over the internet does
+   * (loopback is far faster than any real link; a test of a long restore's progress needs a long restore).
+   * @default - no limit
+   */
+  readonly downloadBytesPerSecond?: number;
 }
 
 export interface LabS3 {
@@ -76,6 +82,21 @@ interface Call {
   readonly verified?: Verified;
 }
 
+/** One link for all downloads: each chunk leaves once the link has carried the chunks before it. */
+class Link {
+  private freeAt = 0;
+  constructor(private readonly bytesPerSecond: number) {}
+  stream(): Transform {
+    return new Transform({
+      transform: (chunk: Buffer, _encoding, done) => {
+        const now = performance.now();
+        this.freeAt = Math.max(this.freeAt, now) + (chunk.length / this.bytesPerSecond) * 1000;
+        setTimeout(() => done(null, chunk), this.freeAt - now);
+      },
+    });
+  }
+}
+
 export async function startLabS3(options: LabS3Options): Promise<LabS3> {
   const dir = mkdtempSync(join(tmpdir(), "lab-s3-"));
   const host = options.host ?? "127.0.0.1";
@@ -86,6 +107,7 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
   const users = new Map(options.users.map((u) => [u.accessKeyId, u]));
   const errors: { requestId: string; code: string; method: string; url: string }[] = [];
   const maxSkewMs = options.maxSkewMs ?? 15 * 60_000;
+  const link = options.downloadBytesPerSecond ? new Link(options.downloadBytesPerSecond) : undefined;
 
   const handle = (secure: boolean) => (req: IncomingMessage, res: ServerResponse) => {
     // 16 upper-case hex characters, like S3's x-amz-request-id.
@@ -388,7 +410,7 @@ export async function startLabS3(options: LabS3Options): Promise<LabS3> {
     call.res.writeHead(range ? 206 : 200, headers);
     if (call.req.method === "HEAD" || v.size === 0) return void call.res.end();
     const stream = store.read(v, range?.start, range?.end);
-    stream.pipe(call.res);
+    (link ? stream.pipe(link.stream()) : stream).pipe(call.res);
     await new Promise<void>((resolve) => call.res.once("close", resolve));
   }
 
