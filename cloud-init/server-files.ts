@@ -3,7 +3,7 @@ import { durationSeconds } from "../app/config/validate";
 import { type Artifact, DENO, LITESTREAM } from "./artifacts";
 import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects";
 import { APP_TABLES_QUERY, LAYOUT } from "./layout";
-import { envQuote, flattenValues, renderTemplate, type TemplateValue } from "./template";
+import { envQuote, renderTemplate, type TemplateValue } from "./template";
 
 /**
  * Values only the stack (or a test) knows. In a stack they are Terraform references such as the access
@@ -166,8 +166,6 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
   const ls = env.backups.litestream;
   const prefix = env.names.bucketPrefix;
   return {
-    ...flattenValues("config", env),
-    ...flattenValues("layout", LAYOUT),
     client: env.client,
     environment: env.environment,
     stackName: env.stackName,
