@@ -3,7 +3,7 @@ import { durationSeconds } from "../app/config/validate";
 import { type Artifact, DENO, LITESTREAM } from "./artifacts";
 import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects";
 import { APP_TABLES_QUERY, LAYOUT } from "./layout";
-import { envQuote, renderTemplate, type TemplateValue } from "./template";
+import { envQuote, flattenValues, renderTemplate, type TemplateValue } from "./template";
 
 /**
  * Values only the stack (or a test) knows. In a stack they are Terraform references such as the access
@@ -166,6 +166,7 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
   const ls = env.backups.litestream;
   const prefix = env.names.bucketPrefix;
   return {
+    ...flattenValues("config", env),
     client: env.client,
     environment: env.environment,
     stackName: env.stackName,
@@ -192,8 +193,6 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     bucketPrefix: prefix,
     litestreamPrefix: `${prefix}/${LAYOUT.bucket.litestream}`,
     fallbackPrefix: `${prefix}/${LAYOUT.bucket.fallback}`,
-    fallbackKeepDays: env.backups.fallback.keepDays,
-    fallbackOnCalendar: env.backups.fallback.onCalendar,
     litestreamConfig: LAYOUT.litestreamConfig,
     s3CredentialsFile: LAYOUT.s3CredentialsFile,
     metricsPort: LAYOUT.ports.litestreamMetrics,

@@ -9,8 +9,8 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData } from "../cloud-init/render";
-import { envFileLines, SCRIPTS, serverFiles, UNITS } from "../cloud-init/server-files";
-import { renderTemplate } from "../cloud-init/template";
+import { envFileLines, SCRIPTS, serverFiles, templateValues, UNITS } from "../cloud-init/server-files";
+import { flattenValues, renderTemplate } from "../cloud-init/template";
 import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "../lab/environments";
 import { bundleText, landedFiles } from "./support/user-data";
 
@@ -265,6 +265,25 @@ describe("server scripts", () => {
   test("a template placeholder without a value is an error, not an empty setting", () => {
     expect(() => renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile })).toThrow("template config/Caddyfile: no value for {{activePort}}");
     expect(renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, activePort: 8000 })).toContain("127.0.0.1:8000");
+  });
+});
+
+describe("templates reach the client's resolved config by dotted names", () => {
+  const env = shippedEnvironment("example-prod");
+  const values = templateValues(env, concreteServerValues(env));
+  test("{{config.<field path>}} is the field's resolved value; layout paths stay flat names (the labs override them)", () => {
+    expect(values["config.backups.fallback.keepDays"]).toBe(env.backups.fallback.keepDays);
+    expect(values["config.app.privateRepo"]).toBe("false");
+    expect(Object.keys(values).filter((name) => name.startsWith("layout."))).toEqual([]);
+    // Lists are built for the template that needs them, never flattened.
+    expect(Object.keys(values).filter((name) => name.startsWith("config.sshKeys"))).toEqual([]);
+  });
+  test("the fallback timer takes its schedule straight from the field; a dotted name without a value is an error naming it", () => {
+    const onCalendar = "Mon *-*-* 04:00:00";
+    const timer = renderTemplate("systemd/fallback-backup.timer", { ...values, ...flattenValues("config", { ...env, backups: { ...env.backups, fallback: { ...env.backups.fallback, onCalendar } } }) });
+    expect(timer).toContain(`OnCalendar=${onCalendar}\n`);
+    const { ["config.backups.fallback.onCalendar"]: _dropped, ...without } = values;
+    expect(() => renderTemplate("systemd/fallback-backup.timer", without)).toThrow("template systemd/fallback-backup.timer: no value for {{config.backups.fallback.onCalendar}}");
   });
 });
 
