@@ -161,7 +161,7 @@ describe("values that would only fail later, on the server or in a raw stack tra
       ['[0]: "0.0.0.0/1" is far wider than an office or VPN', '[1]: "128.0.0.0/1" is far wider than an office or VPN'],
       ["10.0.0.0/8", "198.51.100.0/24"],
     ],
-    ["a wide IPv6 range", ["2000::/3"], ['"2000::/3" is far wider than an office or VPN (at most /16); list the addresses you connect from, e.g. "2001:db8::1/128"'], ["2001:db8::/16"]],
+    ["a wide IPv6 range", ["2000::/3"], ['"2000::/3" is far wider than an office or VPN (at most /16); list the addresses you connect from, e.g. "2001:db8::1/128"'], ["2001::/16"]],
   ])("sshAllowedCidrs: %s is rejected; the nearest valid value passes", (_name, bad, messages, good) => {
     const problems = problemsOf(client({ sshAllowedCidrs: bad }));
     expect(problems).toEqual(messages.map((m) => expect.stringContaining(`${FILE}: environments.prod.sshAllowedCidrs${m.startsWith("[") ? "" : "[0]: "}${m}`)));

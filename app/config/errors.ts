@@ -63,6 +63,17 @@ export const problem = {
     `${show(value)} opens SSH to the whole internet; list your office or VPN addresses instead (e.g. "203.0.113.4/32")`,
   tooWide: (value: string, widest: number, example: string) =>
     `${show(value)} is far wider than an office or VPN (at most /${widest}); list the addresses you connect from, e.g. ${JSON.stringify(example)}`,
+  hostBits: (value: string, network: string, single: string) =>
+    `${show(value)} has host bits set, so it is not clear what it allows: the network is ${show(network)}. Fix: write ${show(network)} for the whole range, or ${show(single)} for that one address`,
+  listedTwice: (value: string, first: string) => `${show(value)} is already listed at ${first}; list each range once`,
+  deployKeyNeedsSsh: (repo: string, sshUrl: string) =>
+    `true, but app.repo ${show(repo)} is an https URL, and the deploy key (TF_VAR_git_deploy_key) is an SSH key, which git uses over ssh only. ` +
+    `Fix: repo ${JSON.stringify(sshUrl)}, or privateRepo: false for a public repository`,
+  sshUrlNeedsKey: (repo: string) =>
+    `false, but app.repo ${show(repo)} is an ssh URL, and the server has no key to clone over ssh with. ` +
+    `Fix: privateRepo: true (the server clones with TF_VAR_git_deploy_key), or the repository's https URL if it is public`,
+  duplicateDomain: (name: string, first: string) =>
+    `${show(name)} is already the domain of ${first}: two servers cannot both answer for it (and Caddy's certificate). Fix: give this environment its own name, e.g. ${JSON.stringify(`staging.${name}`)}`,
   invalidCidr: (value: unknown) =>
     `${show(value)} is not a CIDR; write an address with its prefix length, e.g. "203.0.113.4/32" or "2001:db8::/48"`,
   invalidPublicKey: (value: unknown) =>
@@ -112,6 +123,15 @@ export const problem = {
     `${size} is smaller than the deployed volume (${deployed} GiB, ${outputsFile}): volumes can grow but never shrink, ` +
     `on DigitalOcean and Hetzner alike. Fix: set it back to ${deployed} or more (for a smaller volume, restore into a new ` +
     `environment and retire this one)`,
+  noClientsDir: (what: string) =>
+    `${what}. Fix: point KIT_CLIENTS_DIR (or a script's --clients-dir) at the directory of client files, or leave it unset for app/clients`,
+  noClientFiles: (dir: string) =>
+    `holds no client file (<slug>.ts), so there is nothing to synthesize. Fix: copy app/clients/example.ts to ${dir}/<slug>.ts and edit it`,
+  wrongKindOfFile: (name: string) =>
+    `${show(name)} is not read: client files are TypeScript modules, <slug>.ts, exporting a ClientConfig as default. ` +
+    `Fix: rewrite it as ${JSON.stringify(name.replace(/\.[^.]+$/, ".ts"))} (see app/clients/example.ts), or prefix its name with _ if it is not a client`,
+  unreadableClientFile: (reason: string) =>
+    `cannot be loaded: ${reason}. Fix: correct the file (npx tsc -p . names the line), or compare it with app/clients/example.ts`,
   duplicate: (value: string, where: string) => `${show(value)} is already used by ${where}; slugs must be unique`,
   wrongProviderValue: (value: string, field: string, otherProvider: string, provider: string, allowed: readonly string[]) =>
     `${show(value)} is a ${otherProvider} ${field}, but this environment's provider is ${provider}; use one of ${list(allowed)}`,

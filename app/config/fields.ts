@@ -44,6 +44,35 @@ function parseCidr(value: string): { family: 4 | 6; bits: number } | undefined {
   return undefined;
 }
 
+/**
+ * The network a CIDR names, written as it should be ("203.0.113.0/24"); undefined when the address already is
+ * the network (no host bits set).
+ */
+function networkOf(cidr: string, family: 4 | 6, bits: number): string | undefined {
+  const [address] = cidr.split("/");
+  const width = family === 4 ? 32 : 128;
+  const value = family === 4 ? address.split(".").reduce((n, part) => (n << 8n) | BigInt(part), 0n) : ipv6Value(address);
+  const mask = ((1n << BigInt(width)) - 1n) ^ ((1n << BigInt(width - bits)) - 1n);
+  if ((value & mask) === value) return undefined;
+  const network = value & mask;
+  if (family === 4) return `${[24n, 16n, 8n, 0n].map((shift) => (network >> shift) & 255n).join(".")}/${bits}`;
+  const groups = [...Array(8)].map((_, i) => ((network >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  // The longest run of zero groups (two or more) becomes "::", as RFC 5952 writes it.
+  const zeros = groups.join(",").match(/\b0(,0)+\b/g)?.sort((a, b) => b.length - a.length)[0];
+  const text = zeros ? `,${groups.join(",")},`.replace(`,${zeros},`, "::").replace(/^,|,$/g, "").replace(/,/g, ":") : groups.join(":");
+  return `${text}/${bits}`;
+}
+
+/** An IPv6 address (node:net already accepted it) as a 128-bit number; a dotted IPv4 tail counts as two groups. */
+function ipv6Value(address: string): bigint {
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
+  const hex = dotted ? address.slice(0, dotted.index) + [0, 2].map((i) => ((Number(dotted[i + 1]) << 8) | Number(dotted[i + 2])).toString(16)).join(":") : address;
+  const [head, tail] = hex.split("::");
+  const part = (s: string | undefined) => (s ? s.split(":") : []);
+  const groups = tail === undefined ? part(head) : [...part(head), ...Array(8 - part(head).length - part(tail).length).fill("0"), ...part(tail)];
+  return groups.reduce((n, g) => (n << 16n) | BigInt(`0x${g}`), 0n);
+}
+
 /** The widest SSH range allowed per family: wider ones are not an office or a VPN. */
 const WIDEST_SSH_PREFIX = { 4: 8, 6: 16 } as const;
 
@@ -60,6 +89,9 @@ function urlCredentials(url: string): { shown: string; host: string; path: strin
   const shownUserinfo = ssh ? `${userinfo.slice(0, userinfo.indexOf(":"))}:***` : "***";
   return { shown: `${scheme}://${shownUserinfo}@${host}${path}`, host: host.replace(/:\d*$/, ""), path: path.replace(/^\//, "") };
 }
+
+/** The ssh form of an https git URL (`https://github.com/a/b.git` → `git@github.com:a/b.git`). */
+const sshFormOf = (url: string) => url.replace(/^https:\/\/([^/]+)\/(.*)$/, "git@$1:$2");
 
 /** region, size, image: one of the provider's, naming the other provider when the value is one of its. */
 function providerValue(kind: "region" | "size" | "image") {
@@ -182,8 +214,12 @@ const APP = {
    * The repo is private: the stack takes an SSH deploy key (sensitive variable `git_deploy_key`, set
    * `TF_VAR_git_deploy_key`) that the server uses to clone.
    */
-  privateRepo: field.defaulted(false, (value, { check, path }) => {
-    check.boolean(path, value);
+  privateRepo: field.defaulted(false, (value, { check, path, siblings }) => {
+    if (!check.boolean(path, value) || typeof siblings.repo !== "string" || !GIT_URL.test(siblings.repo) || urlCredentials(siblings.repo)) return;
+    // The deploy key is an SSH key: git uses it over ssh only, and an ssh URL clones with no key at all.
+    const overSsh = !siblings.repo.startsWith("https://");
+    if (value && !overSsh) check.add(path, problem.deployKeyNeedsSsh(siblings.repo, sshFormOf(siblings.repo)));
+    if (!value && overSsh) check.add(path, problem.sshUrlNeedsKey(siblings.repo));
   }),
 };
 
@@ -344,6 +380,11 @@ export const ENVIRONMENT = {
       else if (parsed.bits === 0) at.check.add(path, problem.openToWorld(cidr as string));
       else if (parsed.bits < WIDEST_SSH_PREFIX[parsed.family]) {
         at.check.add(path, problem.tooWide(cidr as string, WIDEST_SSH_PREFIX[parsed.family], parsed.family === 4 ? "203.0.113.4/32" : "2001:db8::1/128"));
+      } else {
+        const network = networkOf(cidr as string, parsed.family, parsed.bits);
+        const [address] = (cidr as string).split("/");
+        if (network) at.check.add(path, problem.hostBits(cidr as string, network, `${address}/${parsed.family === 4 ? 32 : 128}`));
+        else if (cidrs.indexOf(cidr) !== i) at.check.add(path, problem.listedTwice(cidr as string, `${at.path}[${cidrs.indexOf(cidr)}]`));
       }
     });
   }),

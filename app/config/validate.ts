@@ -98,6 +98,20 @@ export function checkAgency(agency: AgencySettings, file = "app/agency.ts"): Con
   return check.problems;
 }
 
+/** A domain names one server: two environments (of any clients) claiming it would fight over DNS and the certificate. */
+export function checkUniqueDomains(environments: readonly ResolvedEnvironment[]): ConfigProblem[] {
+  const seen = new Map<string, ResolvedEnvironment>();
+  const problems: ConfigProblem[] = [];
+  for (const env of environments) {
+    const name = env.domain?.name;
+    if (name === undefined) continue;
+    const first = seen.get(name);
+    if (first) problems.push(new ConfigProblem(env.sourceFile, `environments.${env.environment}.domain.name`, problem.duplicateDomain(name, `${first.stackName} (${first.sourceFile})`)));
+    else seen.set(name, env);
+  }
+  return problems;
+}
+
 /** Slugs must be unique across client files: they name buckets and stacks. */
 export function checkUniqueSlugs(clients: readonly { config: ClientConfig; file: string }[]): ConfigProblem[] {
   const seen = new Map<string, string>();
