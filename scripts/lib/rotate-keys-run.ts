@@ -209,7 +209,8 @@ export function readServerKeys(paths: ServerPaths = SERVER): Step {
     join(
       bash`. ${paths.kitEnvFile}`,
       runningKey,
-      bash`echo "server_key=$(sed -n 's/^AWS_ACCESS_KEY_ID=//p' "$S3_CREDENTIALS_FILE" 2>/dev/null | tr -d "\\"'" || true)"
+      bash`echo "s3_credentials_file=$S3_CREDENTIALS_FILE"
+echo "server_key=$(sed -n 's/^AWS_ACCESS_KEY_ID=//p' "$S3_CREDENTIALS_FILE" 2>/dev/null | tr -d "\\"'" || true)"
 echo "litestream_state=$(systemctl is-active ${LAYOUT.units.litestream} 2>/dev/null || true)"
 echo "litestream_key=$(running_key)"`,
     ),
@@ -329,7 +330,8 @@ export async function rotateKeys(options: RotateOptions): Promise<RotateResult> 
       const credentials = target.credentials;
       if (credentials?.accessKeyId !== action.key.id) throw rotationErrors.secretOfOtherKey(facts, action.key, credentials?.accessKeyId);
       const file = planFiles(target, state, {}).files.find((f) => f.path === LAYOUT.s3CredentialsFile)!;
-      const push = steps.pushFiles([file], paths);
+      // Written where the server's kit.env says its units read it (LAYOUT.s3CredentialsFile on a server).
+      const push = steps.pushFiles([{ ...file, path: server.get("s3_credentials_file") || file.path }], paths);
       plan.add({ title: title(action), run: async () => void (await runner.run(push)) });
     } else if (action.kind === "restart") {
       plan.remote(runner, () => restartWithKey(action.key.id, title(action), paths));
