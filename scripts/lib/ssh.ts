@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
@@ -83,6 +84,17 @@ export class StepFailed extends OpsError {
 }
 
 /**
+ * zx writes `input` to the child's stdin without an error handler: an ssh that exits before reading it all
+ * (server unreachable, login refused) closes the pipe, and the write's EPIPE would crash the operator's
+ * script. ssh's exit status and stderr say what happened (connectionError).
+ */
+const spawnIgnoringStdinErrors: typeof spawn = ((...args: Parameters<typeof spawn>) => {
+  const child = spawn(...args);
+  child.stdin?.on("error", () => undefined);
+  return child;
+}) as typeof spawn;
+
+/**
  * The one SSH runner: runs Steps on a server over one reused connection. Each script goes to the remote
  * bash on stdin, so neither its text nor any secret in it appears on a command line on either machine.
  */
@@ -106,7 +118,7 @@ export class SshRunner {
   async run(step: Step, options: RunOptions = {}): Promise<RunResult> {
     this.prepare();
     const progress = options.onProgress ?? ((line: string) => process.stderr.write(`  │ ${line}\n`));
-    const p = $({ input: step.script.text, nothrow: true, quiet: true, timeout: options.timeoutMs ?? 15 * 60_000 })`ssh ${this.args()} ${this.target.host} -- ${remoteCommand(this.target, this.settings)}`;
+    const p = $({ input: step.script.text, spawn: spawnIgnoringStdinErrors, nothrow: true, quiet: true, timeout: options.timeoutMs ?? 15 * 60_000 })`ssh ${this.args()} ${this.target.host} -- ${remoteCommand(this.target, this.settings)}`;
     let pending = "";
     p.stderr.on("data", (chunk: Buffer) => {
       pending += chunk.toString();

@@ -104,6 +104,16 @@ describe("SshRunner against a real sshd", () => {
     expect(Date.now() - started).toBeLessThan(5000);
   });
 
+  test("a large step (a config push) to an unreachable server: the connection error, not an uncaught write EPIPE", async () => {
+    // ssh exits before it reads its stdin; the script (2 MiB, more than a pipe holds) is still being written.
+    const port = await freePort();
+    const nowhere = new SshRunner({ host: "127.0.0.1", port, user: sshd.user, identity: sshd.identity }, settings());
+    const big = step("push", bash`: ${"x".repeat(2 * 1024 * 1024)}`);
+    const error = await nowhere.run(big).catch((e) => e);
+    expect(error).toBeInstanceOf(OpsError);
+    expect(error.message).toMatch(/cannot reach .*Connection refused/);
+  });
+
   test("a key the server does not know is refused with a hint about --identity", async () => {
     const stranger = join(local, "stranger");
     require("node:child_process").execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", stranger]);
