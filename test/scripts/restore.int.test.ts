@@ -11,7 +11,6 @@ import { join } from "node:path";
 import { withLock } from "../../scripts/lib/deploy-lock";
 import { OpsError } from "../../scripts/lib/errors";
 import { formatCounts, parseChecked, restoreLocal, restoreRemote, summarizeListing } from "../../scripts/lib/restore-run";
-import { Secret } from "../../scripts/lib/secret";
 import * as steps from "../../scripts/lib/server-steps";
 import { bash, join as joinScripts, step } from "../../scripts/lib/shell";
 import { SshRunner } from "../../scripts/lib/ssh";
@@ -21,6 +20,7 @@ import { LocalRunner } from "../../lab/local/local-runner";
 import { startSshd, type TestSshd } from "../../lab/local/sshd";
 import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
 import { actionsOf, leastPrivilegeProblems } from "./support/iam";
+import { localTarget, trustLabCa } from "./support/local-target";
 
 /** The environment restored; `nobucket` is one whose bucket the lab S3 does not have. */
 const [restoreEnv, noBucketEnv] = localEnvironments(["restore", "nobucket"]);
@@ -150,24 +150,10 @@ describe("the deploy lock", () => {
 });
 
 describe("--local: restore onto this machine", () => {
-  /** What restore.ts reads from the outputs file: bucket, region, replica path, the environment's key. */
-  const targetFor = (endpoint: string): Target => ({
-    ...({} as Target),
-    env: restoreEnv,
-    outputsFile: `outputs/${restoreEnv.stackName}.json`,
-    bucket: restoreEnv.names.bucket,
-    region: restoreEnv.backups.region,
-    replicaPath: kit.path("litestreamPrefix"),
-    s3Endpoint: endpoint,
-    credentials: { accessKeyId: kit.access.accessKeyId, secretAccessKey: new Secret(kit.access.secretAccessKey) },
-  });
-  // The operator's machine trusts the lab's CA as it trusts a real S3's: Litestream and the AWS SDK in it
-  // read these (this machine may point them at the system bundle).
-  const saved = { SSL_CERT_FILE: process.env.SSL_CERT_FILE, AWS_CA_BUNDLE: process.env.AWS_CA_BUNDLE };
-  beforeAll(() => Object.assign(process.env, { SSL_CERT_FILE: lab.caFile, AWS_CA_BUNDLE: lab.caFile }));
-  afterAll(() => {
-    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
-  });
+  const targetFor = (endpoint: string) => localTarget(kit, { endpoint });
+  let untrust: () => void;
+  beforeAll(() => (untrust = trustLabCa(lab.caFile)));
+  afterAll(() => untrust?.());
 
   test("restores the replica into a new local file and checks it; never overwrites; with exactly the environment's key", async () => {
     const out = join(kit.root, "local-copy.sqlite3");
