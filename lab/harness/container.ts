@@ -339,6 +339,8 @@ export class Machine {
       "--timezone=off",
       "--link-journal=no",
       "--console=read-only",
+      // A droplet's root may grow a mounted ext4 (resize2fs online needs it; nspawn drops it by default).
+      "--capability=CAP_SYS_RESOURCE",
       ...(this.options.volumes ?? []).map((volume) => `--bind=${volume.device}:${volume.byIdPath}`),
     ];
   }
