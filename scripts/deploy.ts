@@ -2,7 +2,7 @@
  * Deploys a client environment's app: npx tsx scripts/deploy.ts <stack> [--ref REF] [--rollback] …
  * (Run with tsx: zx 8's own CLI imports .ts files natively only on Node ≥ 22.6.) See --help.
  */
-import { COMMON_HELP, main, parseArgs, say } from "./lib/cli";
+import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, say } from "./lib/cli";
 import { deploy, pushConfiguration, rollbackOne } from "./lib/deploy-run";
 import { OpsError } from "./lib/errors";
 import { SshRunner } from "./lib/ssh";
@@ -22,8 +22,8 @@ changed the schema (schema_version/user_version).
                         files): no release, no migration; the app keeps running. Revokes a removed key now.
   --rollback            go back one release (code only; the database is not changed)
   --to RELEASE          with --rollback: this release directory instead of the previous one
-  --keep N              releases kept on the server (default 5)
-  --health-seconds N    how long the new release has to become healthy (default 30)
+  --keep N              releases kept on the server, 2-100 (default 5; the previous one is what --rollback needs)
+  --health-seconds N    how long the new release has to become healthy, 1-3600 (default 30)
   --render-overrides F  JSON RenderOverrides used when the server was rendered (mirrors, tests)
 
 Secrets: /etc/kit/s3.env is pushed only when the outputs file holds the sensitive key pair;
@@ -33,8 +33,12 @@ ${COMMON_HELP}`;
 void main(async () => {
   const args = parseArgs(process.argv.slice(2), { string: ["ref", "to", "keep", "health-seconds"], boolean: ["rollback", "config-only"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const [stack] = args.positional;
-  if (!stack) throw new OpsError("which stack?", "npx tsx scripts/deploy.ts <stack>, e.g. example-prod (see --help)");
+  const stack = oneStack(args, "npx tsx scripts/deploy.ts <stack>, e.g. example-prod");
+  // Every flag checked before anything connects.
+  const keep = integerFlag(args, "keep", 2, 100);
+  const healthSeconds = integerFlag(args, "health-seconds", 1, 3600);
+  onlyWith(args, "to", "rollback");
+  notBoth(args, "rollback", "ref", "a rollback goes back to the previous release (or --to RELEASE); it fetches no ref");
   if (args.flags["config-only"]) {
     const clash = ["rollback", "ref", "to"].filter((flag) => args.flags[flag] !== undefined && args.flags[flag] !== false);
     if (clash.length) throw new OpsError(`--config-only deploys no release, so --${clash.join(" and --")} would be ignored`, "drop them, or deploy without --config-only");
@@ -45,8 +49,8 @@ void main(async () => {
     target,
     runner,
     ref: args.flags.ref as string | undefined,
-    keep: args.flags.keep === undefined ? undefined : Number(args.flags.keep),
-    healthSeconds: args.flags["health-seconds"] === undefined ? undefined : Number(args.flags["health-seconds"]),
+    keep,
+    healthSeconds,
     dryRun: args.dryRun,
   };
   try {

@@ -1,9 +1,8 @@
 /**
  * Restore drill, safe on production at any time: npx tsx scripts/drill.ts <stack> [--report FILE]. See --help.
  */
-import { COMMON_HELP, main, parseArgs, say } from "./lib/cli";
+import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli";
 import { drillRemote } from "./lib/drill-run";
-import { OpsError } from "./lib/errors";
 import { SshRunner } from "./lib/ssh";
 import { loadEnvironment, resolveTarget } from "./lib/target";
 
@@ -22,8 +21,7 @@ ${COMMON_HELP}`;
 void main(async () => {
   const args = parseArgs(process.argv.slice(2), { string: ["report"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const [stack] = args.positional;
-  if (!stack) throw new OpsError("which stack?", "npx tsx scripts/drill.ts <stack> (see --help)");
+  const stack = oneStack(args, "npx tsx scripts/drill.ts <stack>");
   const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
   const runner = new SshRunner(target.ssh, target.sshSettings);
   try {

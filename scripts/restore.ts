@@ -2,7 +2,8 @@
  * Disaster recovery: npx tsx scripts/restore.ts <stack> --list | --latest | --timestamp T | --from-fallback |
  * --from-file PATH [--local FILE]. See --help.
  */
-import { COMMON_HELP, main, parseArgs, say } from "./lib/cli";
+import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, restorableTime, say } from "./lib/cli";
+import { durationSeconds } from "../app/config/checker";
 import { OpsError } from "./lib/errors";
 import { checkTimestamp, listLocal, listRemote, restoreLocal, restoreRemote, summarizeListing } from "./lib/restore-run";
 import type { RestoreSource } from "./lib/server-steps";
@@ -19,13 +20,14 @@ and print how to undo.
 
   --list                what can be restored: generations, snapshots, the time range, fallback copies
   --latest              the newest state of the S3 replica
-  --timestamp T         the replica as of T (RFC 3339, e.g. 2026-03-14T14:04:00Z), within retention
+  --timestamp T         the replica as of T (RFC 3339, e.g. 2026-03-14T14:04:00Z): a past time within the
+                        client file's backups.litestream.retention
   --from-fallback       the newest daily fallback copy on the volume (when S3 cannot be reached)
   --from-file PATH      a database file on the server (a pre-deploy snapshot, or an aside copy: undo)
   --local FILE          restore the replica onto THIS machine into FILE (inspection; the server is not
                         touched). Needs the key pair: sensitive outputs, or LITESTREAM_ACCESS_KEY_ID /
                         LITESTREAM_SECRET_ACCESS_KEY. Uses node_modules' litestream (or --litestream PATH).
-  --health-seconds N    after the swap (default 60)
+  --health-seconds N    after the swap, 1-3600 (default 60)
 ${COMMON_HELP}`;
 
 void main(async () => {
@@ -34,14 +36,20 @@ void main(async () => {
     boolean: ["list", "latest", "from-fallback"],
   });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const [stack] = args.positional;
-  if (!stack) throw new OpsError("which stack?", "npx tsx scripts/restore.ts <stack> --list (see --help)");
+  const stack = oneStack(args, "npx tsx scripts/restore.ts <stack> --list");
   const f = args.flags;
   const chosen = ["list", "latest", "timestamp", "from-fallback", "from-file"].filter((k) => f[k] !== undefined && f[k] !== false);
   if (chosen.length !== 1) throw new OpsError(`choose one of --list, --latest, --timestamp, --from-fallback, --from-file (got ${chosen.length ? chosen.join(", ") : "none"})`, "see --help");
-  const timestamp = f.timestamp === undefined ? undefined : checkTimestamp(String(f.timestamp));
+  // Every flag checked before anything connects.
+  const healthSeconds = integerFlag(args, "health-seconds", 1, 3600);
+  onlyWith(args, "litestream", "local", "list");
+  for (const mode of ["list", "local"]) notBoth(args, "health-seconds", mode, `--${mode} replaces nothing on the server, so there is no health check to wait for`);
+  notBoth(args, "dry-run", "local", "--local changes nothing on the server; it only writes FILE here (there is nothing to preview)");
   const local = f.local as string | undefined;
-  const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target, process.env, { needHost: local === undefined });
+  const env = loadEnvironment(stack, args.clientsDir);
+  const retention = env.backups.litestream.retention;
+  const timestamp = f.timestamp === undefined ? undefined : restorableTime(checkTimestamp(String(f.timestamp)), durationSeconds(retention) ?? 0, retention);
+  const target = resolveTarget(env, args.target, process.env, { needHost: local === undefined });
 
   if (local !== undefined || (f.list && !target.ssh.host)) {
     if (f["from-fallback"] || f["from-file"]) throw new OpsError("--local restores from the S3 replica only", "use --latest or --timestamp with --local");
@@ -75,7 +83,7 @@ void main(async () => {
       from,
       yes: args.yes,
       dryRun: args.dryRun,
-      healthSeconds: f["health-seconds"] === undefined ? undefined : Number(f["health-seconds"]),
+      healthSeconds,
     });
     if (args.dryRun) return void say("dry run: nothing was changed.");
     return result.replaced ? 0 : 2;

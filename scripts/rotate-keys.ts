@@ -2,7 +2,7 @@
  * Rotates the backup user's access key without a gap: npx tsx scripts/rotate-keys.ts <stack>. See --help and
  * scripts/lib/rotate-keys-run.ts.
  */
-import { COMMON_HELP, main, parseArgs, say } from "./lib/cli";
+import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli";
 import { OpsError } from "./lib/errors";
 import { rotateKeys } from "./lib/rotate-keys-run";
 import { SshRunner } from "./lib/ssh";
@@ -30,9 +30,7 @@ ${COMMON_HELP}`;
 void main(async () => {
   const args = parseArgs(process.argv.slice(2), {});
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const [stack, ...extra] = args.positional;
-  if (!stack) throw new OpsError("which stack?", "npx tsx scripts/rotate-keys.ts <stack>, e.g. example-prod (see --help)");
-  if (extra.length) throw new OpsError(`one stack at a time (got ${args.positional.join(", ")})`, `npx tsx scripts/rotate-keys.ts ${stack}`);
+  const stack = oneStack(args, "npx tsx scripts/rotate-keys.ts <stack>, e.g. example-prod");
   if (args.yes) throw new OpsError("--yes: rotate-keys asks nothing (your steps are printed, not confirmed)", "drop --yes");
   const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
   const runner = new SshRunner(target.ssh, target.sshSettings);

@@ -1,7 +1,8 @@
 /** What the three scripts share: flags, help, confirmation, progress lines and the error/exit convention. */
 import { createInterface } from "node:readline/promises";
 import { minimist } from "zx";
-import { OpsError } from "./errors";
+import { ConfigError } from "../../app/config/errors";
+import { errors, OpsError } from "./errors";
 import type { Step } from "./shell";
 import type { RunOptions, RunResult } from "./ssh";
 import type { Runner } from "./state";
@@ -70,6 +71,56 @@ export function parseArgs(argv: readonly string[], spec: { string?: string[]; bo
     yes: Boolean(flags.yes),
     help: Boolean(flags.help),
   };
+}
+
+/*
+ * Flag checks, run before anything reads the outputs or connects: a typo, a NaN or a flag the chosen mode
+ * ignores is refused with the fix, never sent to a server or silently dropped.
+ */
+
+/** Whether a flag was given (a boolean as true, a string flag with any value, even empty). */
+export const given = (args: ParsedArgs, name: string): boolean => args.flags[name] !== undefined && args.flags[name] !== false;
+
+/** The one stack the script acts on: none, or more than one, is refused. */
+export function oneStack(args: ParsedArgs, usage: string): string {
+  const [stack, ...extra] = args.positional;
+  if (!stack) throw new OpsError("which stack?", `${usage} (see --help)`);
+  if (extra.length) throw errors.oneStack(args.positional, usage.replace("<stack>", stack));
+  return stack;
+}
+
+/** A whole-number flag from `min` to `max`; undefined when not given. */
+export function integerFlag(args: ParsedArgs, name: string, min: number, max: number): number | undefined {
+  if (!given(args, name)) return undefined;
+  const text = String(args.flags[name]);
+  const value = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(value >= min && value <= max)) throw errors.badNumber(name, text, min, max);
+  return value;
+}
+
+/** Refuses a flag the chosen mode would ignore: `flag` only together with one of `with`. */
+export function onlyWith(args: ParsedArgs, flag: string, ...others: string[]): void {
+  if (given(args, flag) && !others.some((other) => given(args, other))) throw errors.ignoredFlag(flag, `only with --${others.join(" or --")}`);
+}
+
+/** Refuses two flags that contradict each other. */
+export function notBoth(args: ParsedArgs, flag: string, other: string, why: string): void {
+  if (given(args, flag) && given(args, other)) throw errors.conflictingFlags(flag, other, why);
+}
+
+/**
+ * A restore time (RFC 3339) that exists on the calendar (Date.parse would roll 2026-02-30 over into March and
+ * take hour 24; Litestream refuses both), lies in the past, and is within the replica's retention: older
+ * WAL and snapshots are gone.
+ */
+export function restorableTime(value: string, retentionSeconds: number, retention: string, now = Date.now()): string {
+  const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}):\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(value);
+  const time = Date.parse(value);
+  const dayExists = match !== null && new Date(`${match[1]}T00:00:00Z`).toISOString().startsWith(match[1]);
+  if (!match || Number.isNaN(time) || !dayExists || Number(match[2]) > 23) throw errors.badTimestamp(value);
+  if (time > now) throw errors.futureTimestamp(value, new Date(now));
+  if (time < now - retentionSeconds * 1000) throw errors.beyondRetention(value, retention, new Date(now - retentionSeconds * 1000));
+  return value;
 }
 
 /** Progress output: one line per step on stderr, so stdout stays clean for data. */
@@ -233,6 +284,9 @@ export async function main(fn: () => Promise<number | void>): Promise<void> {
   } catch (error) {
     if (error instanceof OpsError) {
       say(`\nerror: ${error.message}\nfix:   ${error.fix}`);
+    } else if (error instanceof ConfigError) {
+      // The client files are read before anything connects; each problem names its file, field and fix.
+      say(`\nerror: ${error.message}\nfix:   correct the client files as listed (npx cdktf synth lists the same problems)`);
     } else {
       say(`\nerror: ${(error as Error).stack ?? String(error)}\nfix:   this is a bug in the kit's scripts; report it with the lines above`);
     }

@@ -33,6 +33,18 @@ export const errors = {
     ),
   badTimestamp: (value: string) =>
     new OpsError(`--timestamp ${value} is not an RFC 3339 time`, `write it like 2026-03-14T14:04:00Z (UTC) or 2026-03-14T15:04:00+01:00`),
+  futureTimestamp: (value: string, now: Date) =>
+    new OpsError(`--timestamp ${value} is in the future (it is now ${now.toISOString().slice(0, 19)}Z)`, "for the newest state use --latest; see what exists with --list"),
+  beyondRetention: (value: string, retention: string, oldest: Date) =>
+    new OpsError(
+      `--timestamp ${value} is older than the replica's retention (${retention}): nothing before about ${oldest.toISOString().slice(0, 19)}Z is kept`,
+      "pick a time after that (--list shows the restorable range), or an older fallback copy: --list, then --from-file",
+    ),
+  oneStack: (stacks: readonly string[], usage: string) => new OpsError(`one stack at a time (got ${stacks.join(", ")})`, usage),
+  badNumber: (flag: string, value: string, min: number, max: number) =>
+    new OpsError(`--${flag} ${JSON.stringify(value)} is not a whole number from ${min} to ${max}`, `pass e.g. --${flag} ${min === max ? min : Math.max(min, Math.min(max, 5))}`),
+  ignoredFlag: (flag: string, when: string) => new OpsError(`--${flag} is used ${when}; here it would be ignored`, `drop --${flag}, or add what it goes with (see --help)`),
+  conflictingFlags: (flag: string, other: string, why: string) => new OpsError(`--${flag} and --${other} together: ${why}`, `drop one of them (see --help)`),
   partialSecrets: (missing: readonly string[]) =>
     new OpsError(
       `some app secrets are set in the environment but not ${missing.map((m) => `TF_VAR_secret_${m}`).join(", ")}`,
