@@ -52,7 +52,7 @@ describe("fixture app (test/fixtures/app)", () => {
     });
 
     test("writes rows and counts them", async () => {
-      const first = await (await fetch(`${base}/rows`, { method: "POST" })).json();
+      const first = (await (await fetch(`${base}/rows`, { method: "POST" })).json()) as { id: number };
       const sentinel = await fetch(`${base}/rows`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: "sentinel" }) });
       expect(sentinel.status).toBe(201);
       const duplicate = await fetch(`${base}/rows`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ value: "sentinel" }) });
