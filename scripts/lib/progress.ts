@@ -3,7 +3,7 @@
  * instead of a silent minute: the step's name first, then every second what it has done so far (bytes,
  * when the step can tell) with the elapsed time, then its result and total time.
  *
- *   ▸ 1/3 restore s3://bucket/prod/litestream (latest) into copy.sqlite3
+ *   ▸ 1/2 restore s3://bucket/prod/litestream (latest) into copy.sqlite3
  *       … 312.0 MiB written (restoring snapshot), 4.0 s
  *     ✓ 1.00 GiB in 12.8 s
  */

@@ -265,9 +265,17 @@ function litestreamRestore(binary: string, args: readonly string[], env: NodeJS.
   });
 }
 
+/** Rows per app table of a restored copy. */
+async function countRows(file: string): Promise<Map<string, { restored?: number }>> {
+  const names = (await $({ quiet: true })`sqlite3 -readonly ${file} ${APP_TABLES_QUERY}`).stdout.split("\n").filter(Boolean);
+  const counted = new Map<string, { restored?: number }>();
+  for (const name of names) counted.set(name, { restored: Number((await $({ quiet: true })`sqlite3 -readonly ${file} ${`SELECT count(*) FROM ${name}`}`).stdout.trim()) });
+  return counted;
+}
+
 /**
  * `--local FILE`: restores the replica onto this machine (for inspection), checks it, never touches the
- * server. Three steps, each with its progress on stderr (a 1 GiB restore takes a while).
+ * server. Two steps, each with its progress on stderr (a 1 GiB restore takes a while).
  */
 export async function restoreLocal(target: Target, out: string, timestamp?: string, litestream?: string): Promise<Checked> {
   if (existsSync(out)) throw new OpsError(`${out} already exists`, "choose a new file name (restores never overwrite)");
@@ -275,7 +283,7 @@ export async function restoreLocal(target: Target, out: string, timestamp?: stri
     const at = timestamp ? ["-timestamp", timestamp] : [];
     let step = "starting";
     await withProgress(
-      `1/3 restore s3://${target.bucket}/${target.replicaPath}${timestamp ? ` as of ${timestamp}` : " (latest)"} into ${out}`,
+      `1/2 restore s3://${target.bucket}/${target.replicaPath}${timestamp ? ` as of ${timestamp}` : " (latest)"} into ${out}`,
       async () => {
         const r = await litestreamRestore(localLitestream(litestream), ["restore", "-config", config, "-o", out, ...at, placeholder], env, (message) => (step = message));
         if (r.code !== 0) throw unreachable(r.output, "this machine");
@@ -283,25 +291,20 @@ export async function restoreLocal(target: Target, out: string, timestamp?: stri
       () => formatBytes(statSync(out).size),
       { status: () => `${formatBytes(restoredBytes(out))} written (${step})` },
     );
-    const size = formatBytes(statSync(out).size);
-    const integrity = await withProgress(
-      `2/3 PRAGMA integrity_check of ${size}`,
-      async () => (await $({ quiet: true, nothrow: true })`sqlite3 -readonly ${out} ${"PRAGMA integrity_check"}`).stdout.trim().split("\n").slice(0, 5).join(" "),
-      (result) => result,
+    // The integrity check and the counts both read the whole copy: at once, on two cores (−0.4 s at 1 GiB).
+    const [integrity, tables] = await withProgress(
+      `2/2 check the copy (${formatBytes(statSync(out).size)}): PRAGMA integrity_check and row counts per table, at once`,
+      () => Promise.all([
+        $({ quiet: true, nothrow: true })`sqlite3 -readonly ${out} ${"PRAGMA integrity_check"}`.then((r) => r.stdout.trim().split("\n").slice(0, 5).join(" ")),
+        // A copy that cannot be counted is said below, after what the integrity check found.
+        countRows(out).catch((error: Error) => error),
+      ]),
+      ([result, counted]) => `integrity ${result}, ${counted instanceof Error ? "rows not counted" : `${counted.size} table${counted.size === 1 ? "" : "s"} counted`}`,
     );
-    const tables = await withProgress(
-      "3/3 row counts per table",
-      async () => {
-        const names = (await $({ quiet: true })`sqlite3 -readonly ${out} ${APP_TABLES_QUERY}`).stdout.split("\n").filter(Boolean);
-        const counted = new Map<string, { restored?: number }>();
-        for (const name of names) counted.set(name, { restored: Number((await $({ quiet: true })`sqlite3 -readonly ${out} ${`SELECT count(*) FROM ${name}`}`).stdout.trim()) });
-        return counted;
-      },
-      (counted) => `${counted.size} table${counted.size === 1 ? "" : "s"} counted`,
-    );
+    if (integrity !== "ok") throw new OpsError(`the restored copy fails PRAGMA integrity_check (${integrity})`, `it is kept at ${out} for inspection; try an earlier --timestamp`);
+    if (tables instanceof Error) throw new OpsError(`counting the rows of the restored copy failed: ${tables.message.trim().split("\n").slice(-2).join(" ")}`, `it is kept at ${out} for inspection`);
     const checked: Checked = { scratch: out, integrity, tables };
     say(`\nrestored copy: ${out}\nintegrity:     ${integrity}\n${formatCounts(checked)}\n`);
-    if (integrity !== "ok") throw new OpsError(`the restored copy fails PRAGMA integrity_check (${integrity})`, `it is kept at ${out} for inspection; try an earlier --timestamp`);
     return checked;
   });
 }
