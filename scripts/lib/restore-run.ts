@@ -291,7 +291,7 @@ export async function restoreLocal(target: Target, out: string, timestamp?: stri
       () => formatBytes(statSync(out).size),
       { status: () => `${formatBytes(restoredBytes(out))} written (${step})` },
     );
-    // The integrity check and the counts both read the whole copy: at once, on two cores (−0.4 s at 1 GiB).
+    // The integrity check and the counts both read the whole copy: at once, on two cores.
     const [integrity, tables] = await withProgress(
       `2/2 check the copy (${formatBytes(statSync(out).size)}): PRAGMA integrity_check and row counts per table, at once`,
       () => Promise.all([
