@@ -16,5 +16,8 @@ if (major < needMajor || (major === needMajor && minor < needMinor)) {
 } else {
   // No telemetry call to HashiCorp's checkpoint service (it prints getaddrinfo errors offline).
   process.env.CHECKPOINT_DISABLE ??= "1";
+  // Node 25+ warns when a dependency merely looks for `localStorage` (the CLI never uses it): drop that one warning.
+  const emitWarning = process.emitWarning;
+  process.emitWarning = (warning, ...rest) => (/localStorage/.test(String(warning)) ? undefined : emitWarning.call(process, warning, ...rest));
   require("cdktn-cli/bin/cdktn");
 }
