@@ -1,14 +1,17 @@
 /**
- * The kit's own user data on the boot harness: a "lab" (test network, artifact mirror, S3 server, the
- * fixture app's git server, an SSH key) and servers booted from `renderUserData` exactly as a droplet
- * would be, with only the download URLs, the S3 endpoint and the git URL pointed into the lab.
+ * The kit's own user data on the boot harness: a "lab" (test network, artifact mirror, the strict lab S3
+ * with every shipped environment's bucket and backup user, the fixture app's git server, an SSH key) and
+ * servers booted from `renderUserData` exactly as a droplet would be, with only the download URLs, the S3
+ * endpoint and the git URL pointed into the lab. Each server gets its environment's own backup key (what
+ * the stack's IAM user gets) and trusts the lab CA from its image's trust store, not from its user data.
  */
 import { join } from "node:path";
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { ResolvedEnvironment, SshKey as ClientSshKey } from "../app/config/types";
 import { LAYOUT } from "../cloud-init/layout";
 import { renderUserData, type RenderOverrides } from "../cloud-init/render";
-import { shippedEnvironment } from "./environments";
+import { digitalOceanVolumeDevice } from "../stacks/server/digitalocean";
+import { shippedEnvironment, shippedEnvironments } from "./environments";
 import {
   type AppRepo,
   type ArtifactMirror,
@@ -17,10 +20,9 @@ import {
   createLabNetwork,
   createSshKey,
   createVolume,
-  DO_VOLUME_BY_ID,
   ensureRootfs,
-  type FakeS3,
   type GitServer,
+  type HarnessS3,
   type LabNetwork,
   log,
   type Machine,
@@ -42,7 +44,8 @@ export interface KitLab {
   readonly rootfs: Rootfs;
   readonly network: LabNetwork;
   readonly mirror: ArtifactMirror;
-  readonly s3: FakeS3;
+  /** Buckets and backup users of every shipped environment; `s3` itself is example-staging's (`forStack` for others). */
+  readonly s3: HarnessS3;
   readonly repo: AppRepo;
   readonly git: GitServer;
   readonly sshKey: SshKey;
@@ -88,7 +91,7 @@ export default lab;
 }
 
 /** Sets up everything a kit server needs around it. Call `lab.teardown.run()` in afterAll. */
-export async function createKitLab(bucket = shippedEnvironment("example-staging").names.bucket): Promise<KitLab> {
+export async function createKitLab(): Promise<KitLab> {
   const teardown = await Teardown.begin();
   const timings: string[] = [];
   const rootfs = await ensureRootfs();
@@ -97,7 +100,8 @@ export async function createKitLab(bucket = shippedEnvironment("example-staging"
   const host = network.hostAddress;
   const [mirror, s3, repo, sshKey] = await Promise.all([
     startArtifactMirror(teardown, { host }),
-    startS3(teardown, { host, bucket }),
+    // example-staging first: the default bucket and key of `lab.s3`.
+    startS3(teardown, { host, environments: [shippedEnvironment("example-staging"), ...shippedEnvironments().filter((e) => e.stackName !== "example-staging")] }),
     createAppRepo(teardown),
     createSshKey(teardown),
   ]);
@@ -113,7 +117,7 @@ export interface KitServerOptions {
   readonly env: ResolvedEnvironment;
   /** The data volume: a new empty ext4 one by default; `"none"` boots without a volume attached. */
   readonly volume?: Volume | "none";
-  /** Where the server finds its backups. @default the lab's S3 server */
+  /** Where the server finds its backups (a relay in front of the lab S3). @default the lab S3 */
   readonly s3Endpoint?: string;
   /** Extra renderer overrides (the lab's mirror and git URL are always set). */
   readonly overrides?: RenderOverrides;
@@ -132,35 +136,39 @@ export interface KitServer {
   sshDeploy(argv: readonly string[], options?: { allowFailure?: boolean; input?: string }): Promise<RunResult>;
 }
 
+/**
+ * What the lab changes in the rendered server files, and nothing else: downloads from the lab's mirror, the
+ * app from its git server, and shorter waits (no real cloud to wait for). Servers boot with these; the
+ * scripts get the same as `--render-overrides` (JSON), so a deploy renders what the boot rendered.
+ */
+export function labRenderOverrides(lab: Pick<KitLab, "mirror" | "git">): RenderOverrides {
+  return { artifacts: lab.mirror.artifactOverrides(), repoUrl: lab.git.url, volumeWaitSeconds: 20, restoreAttempts: 3, restoreRetrySeconds: 2 };
+}
+
 /** Renders the kit's user data for the lab. */
 export function renderLabUserData(lab: KitLab, options: KitServerOptions, volumeDevice: string): string {
+  // The environment's bucket, region and backup key, as the stack passes them.
+  const backups = lab.s3.forStack(options.env.stackName);
   return renderUserData(
     options.env,
     {
       volumeDevice,
-      bucket: lab.s3.bucket,
-      region: lab.s3.region,
-      s3Endpoint: options.s3Endpoint ?? lab.s3.endpoint,
-      s3Credentials: { accessKeyId: lab.s3.accessKeyId, secretAccessKey: lab.s3.secretAccessKey },
+      bucket: backups.bucket,
+      region: backups.region,
+      s3Endpoint: options.s3Endpoint ?? backups.endpoint,
+      s3Credentials: { accessKeyId: backups.accessKeyId, secretAccessKey: backups.secretAccessKey },
       appSecrets: Object.fromEntries(options.env.app.secrets.map((name) => [name, `e2e-${name.toLowerCase()}`])),
     },
     {
       base64: (content) => Buffer.from(content, "utf8").toString("base64"),
-      overrides: {
-        artifacts: lab.mirror.artifactOverrides(),
-        repoUrl: lab.git.url,
-        volumeWaitSeconds: 20,
-        restoreAttempts: 3,
-        restoreRetrySeconds: 2,
-        ...options.overrides,
-      },
+      overrides: { ...labRenderOverrides(lab), ...options.overrides },
     },
   );
 }
 
 /** Boots a server from the kit's user data (does not wait for cloud-init: see `waitForBootstrap`). */
 export async function bootKitServer(lab: KitLab, options: KitServerOptions): Promise<KitServer> {
-  const device = options.volumeDevice ?? `${DO_VOLUME_BY_ID}${options.env.names.volume}`;
+  const device = options.volumeDevice ?? digitalOceanVolumeDevice(options.env.names.volume);
   const volume =
     options.volume === "none"
       ? undefined
@@ -172,6 +180,7 @@ export async function bootKitServer(lab: KitLab, options: KitServerOptions): Pro
     name: options.name,
     userData,
     volumes: volume ? [volume] : [],
+    trustedCaFiles: [lab.s3.caFile],
   });
   return {
     machine,

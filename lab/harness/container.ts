@@ -12,17 +12,16 @@
  * reach a machine by entering its namespaces (nsenter) through the pid of its init, not `machinectl`.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
 import { type LabNetwork, type MachineNic } from "./network";
 import { formatArgv, log, requireRoot, requireTools, run, type RunResult, seconds, settlesWithin, tail } from "./process";
+import { digitalOceanVolumeDevice } from "../../stacks/server/digitalocean";
 import { bootCopy, type Rootfs } from "./rootfs";
 import { processIdentity, release, removeTree, type Teardown } from "./teardown";
 import { GiveUp, waitFor, type WaitOptions } from "./wait";
 
-/** Where a DigitalOcean volume appears on a droplet. */
-export const DO_VOLUME_BY_ID = "/dev/disk/by-id/scsi-0DO_Volume_";
 
 // ---------------------------------------------------------------------------------------------------------
 // Volumes
@@ -66,7 +65,7 @@ export async function createVolume(teardown: Teardown, options: VolumeOptions): 
   if ((options.filesystem ?? "ext4") === "ext4") await run(["mkfs.ext4", "-q", "-F", image]);
   const device = (await run(["losetup", "--find", "--show", image])).stdout.trim();
   teardown.track({ kind: "loop", device, backingFile: image });
-  return { name: options.name, image, device, byIdPath: options.byIdPath ?? `${DO_VOLUME_BY_ID}${options.name}` };
+  return { name: options.name, image, device, byIdPath: options.byIdPath ?? digitalOceanVolumeDevice(options.name) };
 }
 
 /**
@@ -94,6 +93,12 @@ export interface MachineOptions {
   readonly instanceId?: string;
   /** Volumes attached at boot. @default none */
   readonly volumes?: readonly Volume[];
+  /**
+   * CA certificates (PEM files on the host) the machine trusts besides the public ones, e.g. the lab S3's
+   * CA: installed into the image's trust store before boot, as an operator would, so that nothing in the
+   * user data changes for the lab. @default none
+   */
+  readonly trustedCaFiles?: readonly string[];
 }
 
 export interface ExecOptions {
@@ -152,6 +157,7 @@ export class Machine {
     const machine = new Machine(teardown, options, dir, root, nic, `${options.name}-${suffix}`);
     machine.writeSeed(options.instanceId ?? `${options.name}-${suffix}`);
     machine.writeAptProxy();
+    await machine.trustCas(options.trustedCaFiles ?? []);
     // Registered before any boot, so it runs after the per-boot entries (teardown runs in reverse).
     teardown.defer(`machine ${machine.machineName}`, () => machine.stopHard());
     return machine;
@@ -359,6 +365,19 @@ export class Machine {
       `// Written by the kit's e2e harness: the test network reaches the Debian mirror only through this proxy.\n` +
         `Acquire::http::Proxy "${this.options.network.aptProxyUrl}/";\n`,
     );
+  }
+
+  /**
+   * Debian's own way of adding a CA: a .crt in /usr/local/share/ca-certificates, then update-ca-certificates
+   * (which rebuilds /etc/ssl/certs/ca-certificates.crt, read by curl and Go; an apt upgrade of
+   * ca-certificates at boot keeps it).
+   */
+  private async trustCas(caFiles: readonly string[]): Promise<void> {
+    if (caFiles.length === 0) return;
+    const dir = join(this.root, "usr/local/share/ca-certificates");
+    mkdirSync(dir, { recursive: true });
+    caFiles.forEach((file, i) => copyFileSync(file, join(dir, `kit-lab-${i + 1}.crt`)));
+    await run(["chroot", this.root, "update-ca-certificates"]);
   }
 
   /** The container's init: the child of systemd-nspawn, once it has exec'd systemd. */

@@ -1,9 +1,9 @@
 /** The boot harness of the e2e suite, in one import. See test/e2e/README.md. */
-export { bootMachine, createVolume, destroyVolume, DO_VOLUME_BY_ID, Machine } from "./container";
+export { bootMachine, createVolume, destroyVolume, Machine } from "./container";
 export type { CloudInitResult, ExecOptions, MachineOptions, Volume, VolumeOptions } from "./container";
 export { createAppRepo, serveGitRepo } from "./git-fixture";
 export type { AppRepo, AppRepoOptions, GitServer } from "./git-fixture";
-export { litestreamConfig, restoreReplica, startReplication } from "./litestream";
+export { litestreamConfig, restoreReplica, startReplication, trustLabCa } from "./litestream";
 export type { ReplicaOptions, Replication } from "./litestream";
 export { fetchTarball, sha256File, startArtifactMirror } from "./mirror";
 export type { ArtifactMirror, ArtifactName, MirrorOptions } from "./mirror";
@@ -17,7 +17,7 @@ export type { Rootfs } from "./rootfs";
 export { startRelay } from "./relay";
 export type { Relay } from "./relay";
 export { startS3 } from "./s3";
-export type { FakeS3, S3Options } from "./s3";
+export type { BucketClient, HarnessS3, S3Access, S3Options } from "./s3";
 export { createSshKey, ssh, sshArgv } from "./ssh";
 export type { SshKey, SshOptions } from "./ssh";
 export { Teardown } from "./teardown";

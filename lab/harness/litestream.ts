@@ -1,25 +1,27 @@
 /**
- * Litestream 0.3.13 from the host (the same build the servers install), against the fake S3: to seed a
- * bucket with a replica before a machine boots, and to check what a machine replicated (restore to a
- * scratch file, then integrity_check and compare rows, as Litestream's authors do).
+ * Litestream 0.3.13 from the host (the same build the servers install), against the lab S3 with one
+ * environment's key pair: to seed a bucket with a replica before a machine boots, and to check what a
+ * machine replicated (restore to a scratch file, then integrity_check and compare rows, as Litestream's
+ * authors do). It trusts the lab CA by SSL_CERT_FILE, never by skipping verification.
  */
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LITESTREAM_BIN } from "./paths";
 import { run, type RunResult, settlesWithin, tail } from "./process";
-import { type FakeS3 } from "./s3";
+import { type S3Access } from "./s3";
 import { processIdentity, type Teardown } from "./teardown";
 
 export interface ReplicaOptions {
-  readonly s3: FakeS3;
+  /** The lab S3 and the key pair to use (an environment's backup user: the policy decides what it may do). */
+  readonly s3: S3Access;
   /** Key prefix of the replica in the bucket, e.g. "acme/prod/litestream" (one per database). */
   readonly replicaPath: string;
   /** @default "1s" */
   readonly syncInterval?: string;
 }
 
-/** A litestream.yml for one database replicated to the fake S3 (path-style endpoint). */
+/** A litestream.yml for one database replicated to the lab S3 (path-style endpoint). */
 export function litestreamConfig(dbPath: string, replica: ReplicaOptions): string {
   const { s3 } = replica;
   return [
@@ -49,7 +51,7 @@ export interface Replication {
 /** Runs `litestream replicate` for `dbPath` until stopped (or teardown). */
 export function startReplication(teardown: Teardown, dbPath: string, replica: ReplicaOptions): Replication {
   const config = writeConfig(teardown, dbPath, replica);
-  const child = spawn(LITESTREAM_BIN, ["replicate", "-config", config], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(LITESTREAM_BIN, ["replicate", "-config", config], { stdio: ["ignore", "pipe", "pipe"], env: litestreamEnv(replica.s3) });
   const identity = processIdentity(child.pid!);
   if (identity) teardown.track({ kind: "process", ...identity });
   let output = "";
@@ -81,10 +83,17 @@ export async function restoreReplica(
   const argv = [LITESTREAM_BIN, "restore", "-config", config, "-o", outPath];
   if (replica.timestamp) argv.push("-timestamp", replica.timestamp);
   argv.push(dbPath);
-  return run(argv, { timeoutMs: 5 * 60_000 }).catch((error: Error) => {
+  return run(argv, { timeoutMs: 5 * 60_000, env: litestreamEnv(replica.s3) }).catch((error: Error) => {
     throw new Error(`litestream restore of s3://${replica.s3.bucket}/${replica.replicaPath} failed: ${tail(error.message, 20)}`);
   });
 }
+
+/**
+ * Go reads its trusted roots from SSL_CERT_FILE, and aws-sdk-go from AWS_CA_BUNDLE before that: both name
+ * the lab CA (a host may set both to its system bundle).
+ */
+export const trustLabCa = (caFile: string): NodeJS.ProcessEnv => ({ SSL_CERT_FILE: caFile, AWS_CA_BUNDLE: caFile });
+const litestreamEnv = (s3: S3Access): NodeJS.ProcessEnv => ({ ...process.env, ...trustLabCa(s3.caFile) });
 
 let configCount = 0;
 function writeConfig(teardown: Teardown, dbPath: string, replica: ReplicaOptions): string {

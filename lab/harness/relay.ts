@@ -12,7 +12,10 @@ import { createServer, type Server, type Socket, connect } from "node:net";
 import { type Teardown } from "./teardown";
 
 export interface Relay {
-  /** `http://host:port`: give it to the server instead of the target's endpoint. */
+  /**
+   * `https://host:port` (the target's scheme): give it to the server instead of the target's endpoint. TLS
+   * passes through untouched, so a relay on the target's host needs no certificate of its own.
+   */
   readonly endpoint: string;
   /** Connections relayed so far (a cut relay counts none). */
   readonly connections: number;
@@ -60,7 +63,7 @@ export async function startRelay(teardown: Teardown, options: { host: string; ta
   const port = await open(0);
   teardown.defer(`relay :${port}`, close);
   return {
-    endpoint: `http://${options.host}:${port}`,
+    endpoint: `${target.protocol}//${options.host}:${port}`,
     get connections() {
       return connections;
     },

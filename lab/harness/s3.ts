@@ -1,130 +1,123 @@
 /**
- * An in-memory S3-compatible server (fauxqs) for the backup bucket. Litestream 0.3.13 replicates to and
- * restores from it with a path-style endpoint (s3rver does not work: see /work/shared/reference.md).
+ * The backup buckets for the boot tests: the strict lab S3 (lab/s3: HTTPS with a lab CA, SigV4, every
+ * request decided by a real IAM evaluator against the stack's own policies), one bucket and one backup user
+ * per client environment, as the stacks make them. Servers get their environment's key pair and nothing
+ * more, so everything the kit does against S3 runs under exactly the least-privilege policy.
  *
- * fauxqs runs as a child process under Deno (it needs node:sqlite, which Node 20 lacks); it listens on the
- * address it is given and exits when the test process goes away (its stdin closes).
+ * It runs as a child process (lab/s3/process.ts): hashing and policy evaluation of hundreds of MiB must not
+ * share the test's event loop, which times the writes it acknowledges. It listens on the address it is
+ * given, with that address in its certificate, and exits with the test process.
  */
-import { spawn } from "node:child_process";
-import { createInterface } from "node:readline";
-import { join } from "node:path";
-import { DENO_BIN, REPO_ROOT } from "./paths";
+import type { ResolvedEnvironment } from "../../app/config/types";
+import { s3Request } from "../s3/client";
+import type { Decision } from "../s3/policy";
+import { startKitLabS3Process } from "../s3/process";
+import { all, text } from "../s3/xml";
 import { processIdentity, type Teardown } from "./teardown";
 
 export interface S3Options {
   /** Address to listen on: 127.0.0.1 for host-side use, the lab network's host address for containers. */
   readonly host?: string;
-  /** Bucket created at start. @default "kit-backups" */
-  readonly bucket?: string;
+  /** The environments whose buckets and backup users the lab S3 holds; the first is the default. */
+  readonly environments: readonly ResolvedEnvironment[];
 }
 
-export interface FakeS3 {
-  /** Path-style endpoint, e.g. http://10.213.0.1:40123 (give it to Litestream with force-path-style). */
+/** Everything a client of one environment's backups needs: where, which bucket, which key, which CA. */
+export interface S3Access {
+  /** Path-style HTTPS endpoint, e.g. https://10.213.0.1:40123 (Litestream: force-path-style). */
   readonly endpoint: string;
+  /** The lab CA's PEM (Go: SSL_CERT_FILE; machines have it in their trust store). */
+  readonly caFile: string;
   readonly bucket: string;
   readonly region: string;
-  /** fauxqs accepts any key pair; these are what the harness hands out. */
+  /** The environment's backup user: allowed on its own prefix only. */
   readonly accessKeyId: string;
   readonly secretAccessKey: string;
-  /** Keys under `prefix`, sorted (follows continuation tokens). */
-  listKeys(prefix?: string): Promise<string[]>;
-  /** An object's bytes; throws naming the key when it is missing. */
+}
+
+/** One environment's bucket, seen with its backup user's key (so the policy applies to the test too). */
+export interface BucketClient extends S3Access {
+  readonly stackName: string;
+  /** Keys under `prefix` (which must lie in the environment's prefix), sorted; follows continuation tokens. */
+  listKeys(prefix: string): Promise<string[]>;
+  /** An object's bytes; throws naming the key and S3's error when it cannot be read. */
   getObject(key: string): Promise<Buffer>;
   putObject(key: string, body: Buffer | string): Promise<void>;
+}
+
+/** The lab S3 of a test run; its own fields are the first environment's bucket and key. */
+export interface HarnessS3 extends BucketClient {
+  /** The bucket and backup user of one environment, by stack name; throws naming the known ones. */
+  forStack(stackName: string): BucketClient;
+  /** Every authorization decision so far (which statement of which policy allowed or denied what). */
+  decisions(): Promise<readonly Decision[]>;
   /** Stops the server early (e.g. to test "S3 unreachable"); teardown stops it otherwise. */
   stop(): Promise<void>;
 }
 
-const STARTUP_TIMEOUT_MS = 60_000;
-
-export async function startS3(teardown: Teardown, options: S3Options = {}): Promise<FakeS3> {
+export async function startS3(teardown: Teardown, options: S3Options): Promise<HarnessS3> {
   const host = options.host ?? "127.0.0.1";
-  const bucket = options.bucket ?? "kit-backups";
-  const { port, stop } = await spawnFauxqs(teardown, host);
-  const endpoint = `http://${host}:${port}`;
+  if (options.environments.length === 0) throw new Error("startS3: name at least one environment (its bucket and backup user)");
+  const lab = await startKitLabS3Process(options.environments, { host });
+  // Journaled too: a test process killed before its teardown leaves no server behind for the next run.
+  const identity = processIdentity(lab.pid);
+  if (identity) teardown.track({ kind: "process", ...identity });
+  teardown.defer("lab S3", () => lab.stop());
 
-  const s3: FakeS3 = {
-    endpoint,
-    bucket,
-    region: "us-east-1",
-    accessKeyId: "kit-e2e",
-    secretAccessKey: "kit-e2e-secret",
-    listKeys: (prefix = "") => listKeys(endpoint, bucket, prefix),
+  const clients = new Map(
+    options.environments.map((env) => {
+      const user = lab.users.get(env.stackName);
+      if (!user) throw new Error(`the lab S3 made no backup user for ${env.stackName}`);
+      const access: S3Access = {
+        endpoint: lab.endpoint,
+        caFile: lab.caFile,
+        bucket: env.names.bucket,
+        region: env.backups.region,
+        accessKeyId: user.accessKeyId,
+        secretAccessKey: user.secretAccessKey,
+      };
+      return [env.stackName, bucketClient(env.stackName, access)] as const;
+    }),
+  );
+  const forStack = (stackName: string): BucketClient => {
+    const client = clients.get(stackName);
+    if (!client) throw new Error(`the lab S3 holds no bucket for ${stackName} (it has ${[...clients.keys()].join(", ")}): pass it to startS3's environments`);
+    return client;
+  };
+  return { ...forStack(options.environments[0].stackName), forStack, decisions: () => lab.decisions(), stop: () => lab.stop() };
+}
+
+function bucketClient(stackName: string, access: S3Access): BucketClient {
+  const send = (method: string, key: string, query = "", body?: Buffer | string) =>
+    s3Request(access.endpoint, access.caFile, access, method, `${objectPath(access.bucket, key)}${query}`, { body });
+  const where = (key: string) => `s3://${access.bucket}/${key} (as ${stackName}'s backup user)`;
+  return {
+    ...access,
+    stackName,
+    listKeys: async (prefix) => {
+      const keys: string[] = [];
+      let token: string | undefined;
+      do {
+        const query = new URLSearchParams({ "list-type": "2", prefix, ...(token ? { "continuation-token": token } : {}) });
+        const answer = await s3Request(access.endpoint, access.caFile, access, "GET", `/${access.bucket}?${query}`);
+        if (answer.status !== 200) throw new Error(`S3 ListObjectsV2 ${where(prefix)} failed: HTTP ${answer.status} ${answer.text}`);
+        for (const contents of all(answer.text, "Contents")) keys.push(text(contents, "Key")!);
+        token = text(answer.text, "IsTruncated") === "true" ? text(answer.text, "NextContinuationToken") : undefined;
+      } while (token);
+      return keys.sort();
+    },
     getObject: async (key) => {
-      const res = await fetch(objectUrl(endpoint, bucket, key));
-      if (!res.ok) throw new Error(`S3 GET s3://${bucket}/${key} failed: HTTP ${res.status}`);
-      return Buffer.from(await res.arrayBuffer());
+      const answer = await send("GET", key);
+      if (answer.status !== 200) throw new Error(`S3 GET ${where(key)} failed: HTTP ${answer.status} ${answer.text}`);
+      return answer.body;
     },
     putObject: async (key, body) => {
-      const res = await fetch(objectUrl(endpoint, bucket, key), { method: "PUT", body: typeof body === "string" ? body : new Uint8Array(body) });
-      if (!res.ok) throw new Error(`S3 PUT s3://${bucket}/${key} failed: HTTP ${res.status} ${await res.text()}`);
+      const answer = await send("PUT", key, "", body);
+      if (answer.status !== 200) throw new Error(`S3 PUT ${where(key)} failed: HTTP ${answer.status} ${answer.text}`);
     },
-    stop,
   };
-  const res = await fetch(`${endpoint}/${bucket}`, { method: "PUT" });
-  if (!res.ok) throw new Error(`creating bucket ${bucket} on fauxqs failed: HTTP ${res.status} ${await res.text()}`);
-  return s3;
 }
 
-async function spawnFauxqs(teardown: Teardown, host: string): Promise<{ port: number; stop: () => Promise<void> }> {
-  const script = join(__dirname, "fauxqs-server.mjs");
-  // cwd = repo root: Deno resolves the bare "fauxqs" import from the repo's package.json and node_modules.
-  const child = spawn(DENO_BIN, ["run", "--no-lock", `--allow-net=${host}`, "--allow-read", "--allow-env", "--allow-sys", script, host], {
-    cwd: REPO_ROOT,
-    stdio: ["pipe", "pipe", "pipe"],
-  });
-  const identity = processIdentity(child.pid!);
-  if (identity) teardown.track({ kind: "process", ...identity });
-  let stderr = "";
-  child.stderr.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
-
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.stdin.end();
-      child.kill("SIGTERM");
-      await exited;
-    }
-  };
-  teardown.defer("fauxqs", stop);
-
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => fail(`did not report its port within ${STARTUP_TIMEOUT_MS / 1000} s`), STARTUP_TIMEOUT_MS);
-    const fail = (why: string) => {
-      clearTimeout(timer);
-      reject(new Error(`fauxqs (S3 emulator) ${why}. Its stderr:\n${stderr}`));
-    };
-    child.once("exit", (code) => fail(`exited with code ${code} before listening`));
-    createInterface({ input: child.stdout }).once("line", (line) => {
-      clearTimeout(timer);
-      try {
-        resolve((JSON.parse(line) as { port: number }).port);
-      } catch {
-        fail(`printed something unexpected: ${line}`);
-      }
-    });
-  });
-  return { port, stop };
-}
-
-async function listKeys(endpoint: string, bucket: string, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
-  let token: string | undefined;
-  do {
-    const query = new URLSearchParams({ "list-type": "2", prefix, ...(token ? { "continuation-token": token } : {}) });
-    const res = await fetch(`${endpoint}/${bucket}?${query}`);
-    const xml = await res.text();
-    if (!res.ok) throw new Error(`S3 ListObjectsV2 s3://${bucket}/${prefix} failed: HTTP ${res.status} ${xml}`);
-    for (const match of xml.matchAll(/<Key>([^<]*)<\/Key>/g)) keys.push(unescapeXml(match[1]));
-    token = /<IsTruncated>true<\/IsTruncated>/.test(xml) ? /<NextContinuationToken>([^<]*)</.exec(xml)?.[1] : undefined;
-  } while (token);
-  return keys.sort();
-}
-
-function objectUrl(endpoint: string, bucket: string, key: string): string {
-  return `${endpoint}/${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
-}
-
-function unescapeXml(text: string): string {
-  return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+function objectPath(bucket: string, key: string): string {
+  return `/${bucket}/${key.split("/").map(encodeURIComponent).join("/")}`;
 }

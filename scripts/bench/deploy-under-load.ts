@@ -137,7 +137,7 @@ async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds:
     const outputs = join(lab.teardown.workDir, "bench-outputs.json");
     const overrides = join(lab.teardown.workDir, "bench-overrides.json");
     writeFileSync(outputs, JSON.stringify({ [stack]: { ipv4: server.machine.address, access_key_id: lab.s3.accessKeyId, secret_access_key: lab.s3.secretAccessKey, region: lab.s3.region } }));
-    writeFileSync(overrides, JSON.stringify({ artifacts: lab.mirror.artifactOverrides(), repoUrl: lab.git.url, volumeWaitSeconds: 20, restoreAttempts: 3, restoreRetrySeconds: 2 }));
+    writeFileSync(overrides, JSON.stringify(kit.labRenderOverrides(lab)));
     const flags: TargetFlags = { outputs, identity: lab.sshKey.privateKeyPath, knownHosts: lab.knownHostsFile, s3Endpoint: lab.s3.endpoint, renderOverrides: overrides };
     // The server was rendered from the lab's environment (its SSH key, not the shipped example's): deploy that.
     const target = resolveTarget(env, flags);

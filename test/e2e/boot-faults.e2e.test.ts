@@ -6,7 +6,7 @@
  */
 import { DENO, LITESTREAM } from "../../cloud-init/artifacts";
 import { LAYOUT } from "../../cloud-init/layout";
-import { DO_VOLUME_BY_ID } from "../../lab/harness";
+import { digitalOceanVolumeDevice } from "../../stacks/server/digitalocean";
 import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab";
 
 let lab: KitLab;
@@ -46,7 +46,7 @@ test("volume not attached: the app and Litestream stay stopped, the failure name
   const server = await bootKitServer(lab, { name: "fault-novolume", env, volume: "none" });
   const log = await bootFailing(server, "no volume");
 
-  const device = `${DO_VOLUME_BY_ID}${env.names.volume}`;
+  const device = digitalOceanVolumeDevice(env.names.volume);
   expect(log).toContain(`kit: data volume device ${device} did not appear within 20s.`);
   expect(log).toContain("kit-bootstrap: FAILED at [1/8] mounting the data volume");
   expect(log).toContain("sudo systemctl restart kit-bootstrap.service");

@@ -46,10 +46,10 @@ async function postRows(on: KitServer, n: number): Promise<number[]> {
   return ids;
 }
 
-/** Restores the server's replica from the lab's S3 on the host (an outside `litestream restore`); returns its row ids. */
+/** Restores the server's replica on the host (an outside `litestream restore` with the environment's own backup key); returns its row ids. */
 async function restoredIds(on: KitServer, label: string): Promise<number[]> {
   const out = join(lab.teardown.workDir, `${label}-${Date.now()}.sqlite3`);
-  await restoreReplica(lab.teardown, out, { s3: lab.s3, replicaPath: `${on.env.names.bucketPrefix}/${LAYOUT.bucket.litestream}` });
+  await restoreReplica(lab.teardown, out, { s3: lab.s3.forStack(on.env.stackName), replicaPath: `${on.env.names.bucketPrefix}/${LAYOUT.bucket.litestream}` });
   const check = await run(["sqlite3", out, "PRAGMA integrity_check;"]);
   expect(check.stdout.trim()).toBe("ok");
   const ids = await run(["sqlite3", out, "SELECT id FROM rows ORDER BY id;"]);
@@ -151,6 +151,21 @@ describe("a server booted from the example client's user data", () => {
     expect((await run(["sqlite3", inflated, "PRAGMA integrity_check;"])).stdout.trim()).toBe("ok");
   });
 
+  test("every S3 request with the environment's backup key was allowed by the stack's least-privilege statements, over TLS", async () => {
+    const mine = (await lab.s3.decisions()).filter((d) => d.principal.endsWith(`:user/${server.env.names.iamUser}`));
+    expect(mine.filter((d) => d.result !== "Allowed")).toEqual([]);
+    expect([...new Set(mine.map((d) => d.context["aws:SecureTransport"]))]).toEqual(["true"]);
+    // The server's own clients were among them: Litestream (aws-sdk-go) and the fallback upload (curl).
+    const agent = (d: (typeof mine)[number]) => d.context["aws:UserAgent"] ?? "";
+    expect(mine.some((d) => d.action === "s3:PutObject" && agent(d).includes("aws-sdk-go"))).toBe(true);
+    expect(mine.some((d) => d.action === "s3:PutObject" && agent(d).startsWith("curl/") && d.resource.includes(`/${LAYOUT.bucket.fallback}/`))).toBe(true);
+    const statements = new Set(mine.flatMap((d) => d.decidedBy.map((s) => `${s.policy}/${s.sid}`)));
+    expect([...statements].sort()).toEqual(expect.arrayContaining([
+      "backups-of-this-environment-only/ListThisEnvironmentOnly",
+      "backups-of-this-environment-only/ReadWriteThisEnvironmentOnly",
+    ]));
+  });
+
   test("SSH accepts the deploy key, refuses passwords, root, and keys the client file does not list", async () => {
     const whoami = await server.sshDeploy(["id", "-un"]);
     expect(whoami.stdout.trim()).toBe(LAYOUT.users.deploy);
@@ -195,7 +210,7 @@ describe("the Hetzner example client", () => {
     expect(await root(["grep", "-F", ` ${LAYOUT.volumeMount} `, "/etc/fstab"], hz)).toContain(device);
     const ids = await postRows(hz, 10);
     await expectReplicated(hz, ids, "hz-replica");
-    log(`hetzner: ${ids.length} rows replicated to s3://${lab.s3.bucket}/${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}`);
+    log(`hetzner: ${ids.length} rows replicated to s3://${env.names.bucket}/${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}`);
     await hz.machine.stop();
   }, 15 * 60_000);
 });

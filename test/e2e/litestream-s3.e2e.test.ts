@@ -1,17 +1,20 @@
 /**
- * The fake S3 is good enough for the real thing: Litestream 0.3.13 (the build the servers run) replicates
- * a WAL database to fauxqs with a path-style endpoint and restores it, sentinel row included. Host only:
- * no machine is booted.
+ * The harness's S3 (the lab S3 as a child process) with the harness's Litestream helpers: Litestream 0.3.13
+ * (the build the servers run) replicates a WAL database with an environment's backup key over HTTPS and
+ * restores it, sentinel row included; the decision log shows the stack's least-privilege statements
+ * allowing it. Host only: no machine is booted.
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { restoreReplica, startReplication, type ReplicaOptions } from "../../lab/harness/litestream";
 import { run } from "../../lab/harness/process";
 import { startS3 } from "../../lab/harness/s3";
+import { shippedEnvironment } from "../../lab/environments";
+import { LAYOUT } from "../../cloud-init/layout";
 import { Teardown } from "../../lab/harness/teardown";
 import { waitFor } from "../../lab/harness/wait";
 
-describe("Litestream 0.3.13 against fauxqs", () => {
+describe("Litestream 0.3.13 against the harness's lab S3", () => {
   let teardown: Teardown;
   beforeAll(async () => {
     teardown = await Teardown.begin();
@@ -21,8 +24,9 @@ describe("Litestream 0.3.13 against fauxqs", () => {
   const sql = (db: string, statement: string) => run(["sqlite3", db, statement]).then((result) => result.stdout.trim());
 
   test("replicates a WAL database and restores it, up to the last committed row", async () => {
-    const s3 = await startS3(teardown);
-    const replica: ReplicaOptions = { s3, replicaPath: "acme/prod/litestream" };
+    const env = shippedEnvironment("example-prod");
+    const s3 = await startS3(teardown, { environments: [env] });
+    const replica: ReplicaOptions = { s3, replicaPath: `${env.names.bucketPrefix}/${LAYOUT.bucket.litestream}` };
     const dir = join(teardown.workDir, "db");
     mkdirSync(dir);
     const db = join(dir, "app.sqlite3");
@@ -54,5 +58,12 @@ describe("Litestream 0.3.13 against fauxqs", () => {
     expect(await sql(restored, "PRAGMA integrity_check;")).toBe("ok");
     expect(await sql(restored, "SELECT count(*) FROM rows;")).toBe("501");
     expect(await sql(restored, "SELECT count(*) FROM rows;")).toBe(await sql(db, "SELECT count(*) FROM rows;"));
+
+    // Every request was the backup user's, and the stack's user policy allowed it: nothing else was asked.
+    const decisions = await s3.decisions();
+    expect(decisions.length).toBeGreaterThan(0);
+    expect(decisions.filter((d) => d.result !== "Allowed")).toEqual([]);
+    const deciders = new Set(decisions.flatMap((d) => d.decidedBy.map((s) => `${s.policy}/${s.sid}`)));
+    expect([...deciders].sort()).toEqual(expect.arrayContaining(["backups-of-this-environment-only/ReadWriteThisEnvironmentOnly"]));
   });
 });

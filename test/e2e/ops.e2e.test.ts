@@ -8,11 +8,13 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap, writeLabClientsDir } from "../../lab/kit-lab";
+import {
+  bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, labRenderOverrides, printTimings, waitForBootstrap, writeLabClientsDir,
+} from "../../lab/kit-lab";
 import { LAYOUT } from "../../cloud-init/layout";
 import { executedTitles, plannedTitles } from "../../scripts/lib/cli";
 import { loadEnvironment } from "../../scripts/lib/target";
-import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv } from "../../lab/harness";
+import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv, trustLabCa } from "../../lab/harness";
 
 const STACK = "example-staging";
 let lab: KitLab;
@@ -46,7 +48,9 @@ function cli(script: string, args: readonly string[], extraEnv: NodeJS.ProcessEn
   return new Promise((resolve, reject) => {
     const child = spawn(join(REPO_ROOT, "node_modules", ".bin", "tsx"), argv, {
       cwd: REPO_ROOT,
-      env: { ...process.env, TF_VAR_secret_SESSION_SECRET: "e2e-session_secret", ...extraEnv },
+      // restore.ts --local/--list run Litestream here, which must trust the lab CA (as a laptop trusts
+      // AWS's) without any change to the script.
+      env: { ...process.env, TF_VAR_secret_SESSION_SECRET: "e2e-session_secret", ...trustLabCa(lab.s3.caFile), ...extraEnv },
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stdout = "";
@@ -128,10 +132,7 @@ beforeAll(async () => {
     JSON.stringify({ [STACK]: { ipv4: server.machine.address, bucket: env.names.bucket, region: lab.s3.region, access_key_id: lab.s3.accessKeyId, secret_access_key: lab.s3.secretAccessKey } }),
   );
   // ... and the render overrides the lab booted the server with (mirror and git URLs).
-  writeFileSync(
-    join(dir, "overrides.json"),
-    JSON.stringify({ artifacts: lab.mirror.artifactOverrides(), repoUrl: lab.git.url, volumeWaitSeconds: 20, restoreAttempts: 3, restoreRetrySeconds: 2 }),
-  );
+  writeFileSync(join(dir, "overrides.json"), JSON.stringify(labRenderOverrides(lab)));
   const boot = await waitForBootstrap(server);
   lab.timings.push(`boot -> cloud-init done: ${(boot.bootMs / 1000).toFixed(1)} s`);
   expect(boot.status).toBe("done");
