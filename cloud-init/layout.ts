@@ -49,6 +49,8 @@ export const LAYOUT = {
   gitDeployKeyFile: "/etc/app/git-deploy-key",
   /** S3 credentials for Litestream and the fallback upload (0600 root). */
   s3CredentialsFile: "/etc/kit/s3.env",
+  /** The alert URLs of the client file's `alerts` (0600 root: a webhook URL grants posting), read by the watcher's unit. */
+  alertsFile: "/etc/kit/alerts.env",
   /** An operator creates this to let a server start on an empty database while its backups are unreachable. */
   allowEmptyDatabaseFile: "/etc/kit/allow-empty-database",
   /**

@@ -4,6 +4,7 @@ import { type Artifact, DENO, LITESTREAM } from "./artifacts";
 import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects";
 import { APP_TABLES_QUERY, LAYOUT } from "./layout";
 import { envQuote, flattenValues, renderTemplate, type TemplateValue } from "./template";
+import { WATCH_CHECKS } from "./watch-verdict";
 
 /**
  * Values only the stack (or a test) knows. In a stack they are Terraform references such as the access
@@ -43,6 +44,11 @@ export interface RenderOverrides {
   readonly restoreRetrySeconds?: number;
   /** How long one restore attempt may take before it counts as "S3 not answering". @default 180 */
   readonly restoreAttemptSeconds?: number;
+  /**
+   * Lab only: the watcher's timer period (kit-watch.timer), so that the e2e faults fit in minutes. Servers keep
+   * the default: the 2-minute alert guarantee is one period plus the replication wait. @default 60
+   */
+  readonly watchIntervalSeconds?: number;
 }
 
 /** One file the kit puts on a server, declared once with everything about it (SERVER_FILES). */
@@ -165,6 +171,8 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
   const litestream = { ...LITESTREAM, ...overrides.artifacts?.litestream };
   const ls = env.backups.litestream;
   const prefix = env.names.bucketPrefix;
+  // How long after a commit the replica must hold it: three sync intervals and 10 s for the upload.
+  const replicaReachSeconds = 3 * (durationSeconds(ls.syncInterval) ?? 1) + 10;
   return {
     ...flattenValues("config", env),
     client: env.client,
@@ -253,7 +261,23 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     drillPingUrl: env.drill.pingUrl ?? "",
     drillOnCalendar: env.drill.onCalendar,
     // How long a drill waits for its sentinel to reach the replica before it fails.
-    drillWaitSeconds: Math.max(30, 3 * (durationSeconds(ls.syncInterval) ?? 1) + 10),
+    drillWaitSeconds: Math.max(30, replicaReachSeconds),
+    watchUnit: LAYOUT.units.watch,
+    watchTimerUnit: LAYOUT.units.watchTimer,
+    watchDir: LAYOUT.watchDir,
+    // systemd's StateDirectory= is relative to /var/lib.
+    watchStateDirectory: LAYOUT.watchDir.replace(/^\/var\/lib\//, ""),
+    watchVerdictFile: LAYOUT.watchVerdictFile,
+    watchHistoryFile: LAYOUT.watchHistoryFile,
+    watchChecks: WATCH_CHECKS.join(" "),
+    watchReplicaWaitSeconds: replicaReachSeconds,
+    watchIntervalSeconds: overrides.watchIntervalSeconds ?? 60,
+    alertsFile: LAYOUT.alertsFile,
+    fallbackBackupTimerUnit: LAYOUT.units.fallbackBackupTimer,
+    drillTimerUnit: LAYOUT.units.drillTimer,
+    domainName: env.domain?.name ?? "",
+    httpPort: LAYOUT.ports.http,
+    httpsPort: LAYOUT.ports.https,
   };
 }
 

@@ -40,6 +40,9 @@ const shared = {
     // fallback: { onCalendar: "*-*-* 03:30:00", keepDays: 7 },
   },
   // drill: { onCalendar: "monthly", pingUrl: "https://hc-ping.com/<uuid>" },
+  // The watcher checks the server every minute (docs/runbook.md, "An alert fired"). Both URLs are optional;
+  // the webhook's grants posting to its channel, so it lands 0600 on the server and in no log.
+  // alerts: { deadManUrl: "https://hc-ping.com/<uuid>", webhookUrl: "https://hooks.slack.com/services/…" },
 } satisfies EnvironmentConfig;
 
 const example: ClientConfig = {

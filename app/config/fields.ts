@@ -310,6 +310,33 @@ const DRILL = {
   }),
 };
 
+/**
+ * An alert URL: https, one line, no quote or backslash (it is written into an environment file and curl's
+ * config). A webhook URL grants posting to its channel: it lands 0600 on the server and in no log.
+ */
+const alertUrl = (example: string) =>
+  field.optional<string>((value, { check, path }) => {
+    if (check.string(path, value, /^https:\/\/[^\s"\\]+$/, "must be an https:// URL without spaces, quotes or backslashes", example)) {
+      check.envSafe(path, value, "percent-encode it as %27 in the URL");
+    }
+  });
+
+/** Where the watcher (kit-watch.timer, every minute) reports; see docs/runbook.md, "An alert fired". */
+const ALERTS = {
+  /**
+   * Dead-man switch in the healthchecks.io style: pinged (a POST with a one-line summary) after every run that finds
+   * nothing critical, `<url>/fail` with the reasons after one that does; silence means the server is down.
+   * @default - no pings
+   */
+  deadManUrl: alertUrl("https://hc-ping.com/<uuid>"),
+  /**
+   * Webhook that receives a JSON POST with a Slack-compatible `text` on every change of state (problem and
+   * recovery), at most 12 an hour; e.g. a Slack incoming webhook.
+   * @default - no messages
+   */
+  webhookUrl: alertUrl("https://hooks.slack.com/services/T000/B000/XXXX"),
+};
+
 /** One client environment: `environments.<name>` in a client file. */
 export const ENVIRONMENT = {
   /** Cloud provider of the server. */
@@ -398,4 +425,6 @@ export const ENVIRONMENT = {
   backups: section.defaulted(BACKUPS),
   /** The on-server restore drill. */
   drill: section.defaulted(DRILL),
+  /** Where the server's watcher sends its alerts. */
+  alerts: section.defaulted(ALERTS),
 };
