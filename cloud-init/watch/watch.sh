@@ -48,6 +48,9 @@ else
   while [ -z "$err" ] && [ "$waited" -lt "$wait" ]; do
     sleep "$pause" && waited=$((waited + pause)) pause=$((pause < 4 ? pause + 1 : 4))
     [ $((waited + pause)) -le "$wait" ] || pause=$((wait - waited))
+    # A restarted Litestream may begin a new generation: the heartbeat is then there.
+    g=$(<"$gen_dir/generation")
+    if [ "$g" != "$gen" ]; then gen=$g prefix="$LITESTREAM_PREFIX/generations/$g/wal/" && after=$prefix; fi
     out=$(s3 "?list-type=2&prefix=${prefix//\//%2F}&start-after=${after//\//%2F}")
     [ "${out##*$'\n'}" = 200 ] || { cause=$(why "$out") && continue; }
     cause=''
@@ -62,7 +65,8 @@ if [ "$hb_ok" = "$now" ]; then
 else
   [ "$hb_ok" = 0 ] || lag=$((EPOCHSECONDS - hb_ok))
   [ -n "$err" ] || err="heartbeat not in the bucket after $waited s${cause:+ ($cause)}"
-  ck replication critical "${lag/#null/nothing replicated}${lag/#[0-9]*/ s behind}: $err"
+  [ "$lag" = null ] && err="nothing replicated: $err" || err="$lag s behind: $err"
+  ck replication critical "$err"
 fi
 
 # litestream: running, metrics answering, sync errors not rising.
