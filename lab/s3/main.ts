@@ -21,17 +21,14 @@ import { createInterface } from "node:readline";
 import type { ResolvedEnvironment } from "../../app/config/types";
 import { shippedEnvironments } from "../environments";
 import { startKitLabS3, type KitLabS3 } from "./kit";
+import type { LabS3Options } from "./server";
 
 /** What the options file holds; argv flags add to it (lists) or override it. */
-export interface LabS3ProcessOptions {
+export interface LabS3ProcessOptions extends Pick<LabS3Options, "host" | "certIps" | "certNames" | "plainHttp"> {
   /** Shipped environments by stack name (app/clients/). */
   readonly stacks?: readonly string[];
   /** Resolved environments (e.g. a test's own), as JSON. */
   readonly environments?: readonly ResolvedEnvironment[];
-  readonly host?: string;
-  readonly certIps?: readonly string[];
-  readonly certNames?: readonly string[];
-  readonly plainHttp?: boolean;
   /**
    * Where decisions.jsonl and errors.jsonl are written (and left at exit).
    * @default a fresh directory under the OS tmpdir, removed at exit

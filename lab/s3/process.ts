@@ -13,7 +13,7 @@ import { REPO_ROOT } from "../../app/repo";
 import type { ResolvedEnvironment } from "../../app/config/types";
 import type { ControlRequest, LabS3ProcessOptions } from "./main";
 import type { Decision, LabUser } from "./policy";
-import type { LabS3 } from "./server";
+import type { LabS3, LabS3Options } from "./server";
 
 export type LabS3Error = LabS3["errors"][number];
 
@@ -42,13 +42,8 @@ export interface LabS3Process {
   stop(): Promise<void>;
 }
 
-export interface LabS3ProcessStartOptions {
-  /** @default "127.0.0.1" */
-  readonly host?: string;
-  /** More IP addresses its certificate carries (besides 127.0.0.1 and host). */
-  readonly certIps?: readonly string[];
-  readonly plainHttp?: boolean;
-}
+/** The server's own listen and certificate options (lab/s3/server.ts). */
+export type LabS3ProcessStartOptions = Pick<LabS3Options, "host" | "certIps" | "plainHttp">;
 
 const MAIN = join(__dirname, "main.ts");
 const STARTUP_TIMEOUT_MS = 60_000;
