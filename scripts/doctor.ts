@@ -4,7 +4,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { main, parseArgs } from "./lib/cli";
-import { type Check, checkCredentials, checkLocalTools, checkNode, checkOutputs, checkSshKey, checkTerraform, formatChecks } from "./lib/doctor";
+import { type Check, checkCredentials, checkLocalTools, checkNode, checkOutputs, checkSshKey, checkTerraform, formatChecks } from "./lib/doctor.ts";
 import { loadEnvironment, REPO_ROOT } from "./lib/target";
 
 const HELP = `Usage: npx tsx scripts/doctor.ts [<stack>] [--local] [--outputs FILE] [--identity FILE] [--clients-dir DIR]
