@@ -1,4 +1,4 @@
-import type { AgencySettings } from "./config/types";
+import type { AgencySettings } from "./config/types.ts";
 
 /**
  * Agency-wide settings: the one place for facts shared by every client.

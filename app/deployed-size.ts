@@ -7,9 +7,9 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { ConfigProblem, problem } from "./config/errors";
-import type { ResolvedEnvironment } from "./config/types";
-import { REPO_ROOT } from "./repo";
+import { ConfigProblem, problem } from "./config/errors.ts";
+import type { ResolvedEnvironment } from "./config/types.ts";
+import { REPO_ROOT } from "./repo.ts";
 
 /** Where the scripts and this check read a stack's outputs (gitignored). */
 export const outputsFileOf = (stackName: string, root = REPO_ROOT) => join(root, "outputs", `${stackName}.json`);

@@ -1,11 +1,11 @@
 import { App } from "cdktf";
 import { join } from "node:path";
-import { ClientStack } from "../stacks/client-stack";
-import { REPO_ROOT } from "./repo";
-import { AGENCY } from "./agency";
-import { ConfigError } from "./config/errors";
-import { loadClientsDir } from "./config/load";
-import { shrinkProblems } from "./deployed-size";
+import { ClientStack } from "../stacks/client-stack.ts";
+import { REPO_ROOT } from "./repo.ts";
+import { AGENCY } from "./agency.ts";
+import { ConfigError } from "./config/errors.ts";
+import { loadClientsDir } from "./config/load.ts";
+import { shrinkProblems } from "./deployed-size.ts";
 
 /**
  * The CDKTF app: one stack per client environment found in app/clients/. Invalid configuration fails the

@@ -4,8 +4,8 @@
  * files costs half of that). cloud-init writes it gzip'd to LAYOUT.firstBootBundle and runs it just before
  * the bootstrap. Decompressed, it reads as the files themselves.
  */
-import { LAYOUT } from "./layout";
-import type { ServerFile } from "./server-files";
+import { LAYOUT } from "./layout.ts";
+import type { ServerFile } from "./server-files.ts";
 
 /** Ends each file's here-document; no file may hold it as a line. */
 export const END_OF_FILE = "KIT_END_OF_FILE";

@@ -3,7 +3,7 @@
  * next to its path; the first boot (bootstrap.sh) and every push (scripts/deploy.ts) assemble their commands
  * from those declarations, so a file cannot be added without saying what a change to it needs.
  */
-import { LAYOUT } from "./layout";
+import { LAYOUT } from "./layout.ts";
 
 /** What a changed copy of a file needs on a running server. */
 export type Effect =

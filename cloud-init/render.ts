@@ -1,11 +1,11 @@
 import { gzipSync } from "node:zlib";
 import { stringify } from "yaml";
-import type { ResolvedEnvironment } from "../app/config/types";
-import { LAYOUT } from "./layout";
-import { bundleScript } from "./bundle";
-import { type RenderOverrides, type ServerValues, serverFiles } from "./server-files";
+import type { ResolvedEnvironment } from "../app/config/types.ts";
+import { LAYOUT } from "./layout.ts";
+import { bundleScript } from "./bundle.ts";
+import { type RenderOverrides, type ServerValues, serverFiles } from "./server-files.ts";
 
-export type { RenderOverrides, ServerValues } from "./server-files";
+export type { RenderOverrides, ServerValues } from "./server-files.ts";
 
 /** Debian packages the bootstrap needs beyond the cloud image (DigitalOcean's and Hetzner's Debian 12). */
 export const PACKAGES = ["caddy", "git", "sqlite3", "curl", "ca-certificates", "unattended-upgrades", "tar", "gzip"];

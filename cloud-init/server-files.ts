@@ -1,10 +1,10 @@
-import type { ResolvedEnvironment } from "../app/config/types";
-import { durationSeconds } from "../app/config/validate";
-import { type Artifact, DENO, LITESTREAM } from "./artifacts";
-import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects";
-import { APP_TABLES_QUERY, LAYOUT } from "./layout";
-import { envQuote, flattenValues, renderTemplate, type TemplateValue } from "./template";
-import { WATCH_CHECKS } from "./watch-verdict";
+import type { ResolvedEnvironment } from "../app/config/types.ts";
+import { durationSeconds } from "../app/config/validate.ts";
+import { type Artifact, DENO, LITESTREAM } from "./artifacts.ts";
+import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects.ts";
+import { APP_TABLES_QUERY, LAYOUT } from "./layout.ts";
+import { envQuote, flattenValues, renderTemplate, type TemplateValue } from "./template.ts";
+import { WATCH_CHECKS } from "./watch-verdict.ts";
 
 /**
  * Values only the stack (or a test) knows. In a stack they are Terraform references such as the access

@@ -1,11 +1,11 @@
 import { join } from "node:path";
-import { AGENCY } from "../app/agency";
-import { loadClientsDir } from "../app/config/load";
-import type { ResolvedEnvironment } from "../app/config/types";
-import type { ServerValues } from "../cloud-init/render";
-import { digitalOceanVolumeDevice } from "../stacks/server/digitalocean";
+import { AGENCY } from "../app/agency.ts";
+import { loadClientsDir } from "../app/config/load.ts";
+import type { ResolvedEnvironment } from "../app/config/types.ts";
+import type { ServerValues } from "../cloud-init/render.ts";
+import { digitalOceanVolumeDevice } from "../stacks/server/digitalocean.ts";
 
-import { REPO_ROOT } from "../app/repo";
+import { REPO_ROOT } from "../app/repo.ts";
 
 export { REPO_ROOT };
 

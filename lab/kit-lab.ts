@@ -7,11 +7,11 @@
  */
 import { join } from "node:path";
 import { mkdirSync, writeFileSync } from "node:fs";
-import type { ResolvedEnvironment, SshKey as ClientSshKey } from "../app/config/types";
-import { LAYOUT } from "../cloud-init/layout";
-import { renderUserData, type RenderOverrides } from "../cloud-init/render";
-import { digitalOceanVolumeDevice } from "../stacks/server/digitalocean";
-import { shippedEnvironment, shippedEnvironments } from "./environments";
+import type { ResolvedEnvironment, SshKey as ClientSshKey } from "../app/config/types.ts";
+import { LAYOUT } from "../cloud-init/layout.ts";
+import { renderUserData, type RenderOverrides } from "../cloud-init/render.ts";
+import { digitalOceanVolumeDevice } from "../stacks/server/digitalocean.ts";
+import { shippedEnvironment, shippedEnvironments } from "./environments.ts";
 import {
   type AppRepo,
   type ArtifactMirror,
@@ -37,7 +37,7 @@ import {
   startS3,
   Teardown,
   type Volume,
-} from "./harness";
+} from "./harness/index.ts";
 
 export interface KitLab {
   readonly teardown: Teardown;

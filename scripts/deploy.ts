@@ -2,11 +2,11 @@
  * Deploys a client environment's app: npx tsx scripts/deploy.ts <stack> [--ref REF] [--rollback] …
  * (Run with tsx: zx 8's own CLI imports .ts files natively only on Node ≥ 22.6.) See --help.
  */
-import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, say } from "./lib/cli";
-import { deploy, pushConfiguration, rollbackOne } from "./lib/deploy-run";
-import { OpsError } from "./lib/errors";
-import { SshRunner } from "./lib/ssh";
-import { loadEnvironment, resolveTarget } from "./lib/target";
+import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, say } from "./lib/cli.ts";
+import { deploy, pushConfiguration, rollbackOne } from "./lib/deploy-run.ts";
+import { OpsError } from "./lib/errors.ts";
+import { SshRunner } from "./lib/ssh.ts";
+import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
 const HELP = `Usage: npx tsx scripts/deploy.ts <stack> [options]
 

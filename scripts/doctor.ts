@@ -3,9 +3,9 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { main, parseArgs } from "./lib/cli";
+import { main, parseArgs } from "./lib/cli.ts";
 import { type Check, checkCredentials, checkLocalTools, checkNode, checkOutputs, checkSshKey, checkTerraform, formatChecks } from "./lib/doctor.ts";
-import { loadEnvironment, REPO_ROOT } from "./lib/target";
+import { loadEnvironment, REPO_ROOT } from "./lib/target.ts";
 
 const HELP = `Usage: npx tsx scripts/doctor.ts [<stack>] [--local] [--outputs FILE] [--identity FILE] [--clients-dir DIR]
 

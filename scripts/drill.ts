@@ -1,10 +1,10 @@
 /**
  * Restore drill, safe on production at any time: npx tsx scripts/drill.ts <stack> [--report FILE]. See --help.
  */
-import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli";
-import { drillRemote } from "./lib/drill-run";
-import { SshRunner } from "./lib/ssh";
-import { loadEnvironment, resolveTarget } from "./lib/target";
+import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli.ts";
+import { drillRemote } from "./lib/drill-run.ts";
+import { SshRunner } from "./lib/ssh.ts";
+import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
 const HELP = `Usage: npx tsx scripts/drill.ts <stack> [--report FILE]
 

@@ -3,14 +3,14 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LAYOUT } from "../cloud-init/layout";
-import { hetznerVolumeDevice } from "../stacks/server/hetzner";
-import { bootKitServer, createKitLab, type KitLab, labEnvironment, waitForBootstrap } from "../lab/kit-lab";
-import { sshArgv } from "../lab/harness";
-import { processIdentity, SCRATCH_ROOT, sweepLeftovers } from "../lab/harness/teardown";
-import { main, parseArgs, say } from "./lib/cli";
-import { OpsError } from "./lib/errors";
-import { loadEnvironment } from "./lib/target";
+import { LAYOUT } from "../cloud-init/layout.ts";
+import { hetznerVolumeDevice } from "../stacks/server/hetzner.ts";
+import { bootKitServer, createKitLab, type KitLab, labEnvironment, waitForBootstrap } from "../lab/kit-lab.ts";
+import { sshArgv } from "../lab/harness/index.ts";
+import { processIdentity, SCRATCH_ROOT, sweepLeftovers } from "../lab/harness/teardown.ts";
+import { main, parseArgs, say } from "./lib/cli.ts";
+import { OpsError } from "./lib/errors.ts";
+import { loadEnvironment } from "./lib/target.ts";
 
 const HELP = `Usage: npm run lab -- <stack>      boot <stack>'s server here and keep it running
        npm run lab -- down         stop it and release everything it started

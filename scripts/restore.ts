@@ -2,13 +2,13 @@
  * Disaster recovery: npx tsx scripts/restore.ts <stack> --list | --latest | --timestamp T | --from-fallback |
  * --from-file PATH [--local FILE]. See --help.
  */
-import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, restorableTime, say } from "./lib/cli";
-import { durationSeconds } from "../app/config/checker";
-import { OpsError } from "./lib/errors";
-import { checkTimestamp, listLocal, listRemote, restoreLocal, restoreRemote, summarizeListing } from "./lib/restore-run";
-import type { RestoreSource } from "./lib/server-steps";
-import { SshRunner } from "./lib/ssh";
-import { loadEnvironment, resolveTarget } from "./lib/target";
+import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, restorableTime, say } from "./lib/cli.ts";
+import { durationSeconds } from "../app/config/checker.ts";
+import { OpsError } from "./lib/errors.ts";
+import { checkTimestamp, listLocal, listRemote, restoreLocal, restoreRemote, summarizeListing } from "./lib/restore-run.ts";
+import type { RestoreSource } from "./lib/server-steps.ts";
+import { SshRunner } from "./lib/ssh.ts";
+import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
 const HELP = `Usage: npx tsx scripts/restore.ts <stack> (--list | --latest | --timestamp T | --from-fallback | --from-file PATH) [options]
 

@@ -2,11 +2,11 @@
  * Rotates the backup user's access key without a gap: npx tsx scripts/rotate-keys.ts <stack>. See --help and
  * scripts/lib/rotate-keys-run.ts.
  */
-import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli";
-import { OpsError } from "./lib/errors";
-import { rotateKeys } from "./lib/rotate-keys-run";
-import { SshRunner } from "./lib/ssh";
-import { loadEnvironment, resolveTarget } from "./lib/target";
+import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli.ts";
+import { OpsError } from "./lib/errors.ts";
+import { rotateKeys } from "./lib/rotate-keys-run.ts";
+import { SshRunner } from "./lib/ssh.ts";
+import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
 const HELP = `Usage: npx tsx scripts/rotate-keys.ts <stack> [options]
 

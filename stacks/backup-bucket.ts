@@ -9,8 +9,8 @@ import { S3BucketPublicAccessBlock } from "@cdktf/provider-aws/lib/s3-bucket-pub
 import { S3BucketServerSideEncryptionConfigurationA } from "@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration";
 import { S3BucketVersioningA } from "@cdktf/provider-aws/lib/s3-bucket-versioning";
 import { Construct } from "constructs";
-import type { AccessKeySlot } from "../app/config/fields";
-import { LAYOUT } from "../cloud-init/layout";
+import type { AccessKeySlot } from "../app/config/fields.ts";
+import { LAYOUT } from "../cloud-init/layout.ts";
 
 export interface BackupBucketProps {
   /** Globally unique bucket name. Part of the contract: renaming replaces the bucket (backups lost). */

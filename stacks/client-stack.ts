@@ -1,13 +1,13 @@
 import { AwsProvider } from "@cdktf/provider-aws/lib/provider";
 import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import type { Construct } from "constructs";
-import type { AgencySettings, ProviderName, ResolvedEnvironment } from "../app/config/types";
-import { LAYOUT } from "../cloud-init/layout";
-import { renderUserData, type RenderOverrides } from "../cloud-init/render";
-import { BackupBucket } from "./backup-bucket";
-import { digitalOcean } from "./server/digitalocean";
-import { hetzner } from "./server/hetzner";
-import type { ServerPlatform } from "./server/server-platform";
+import type { AgencySettings, ProviderName, ResolvedEnvironment } from "../app/config/types.ts";
+import { LAYOUT } from "../cloud-init/layout.ts";
+import { renderUserData, type RenderOverrides } from "../cloud-init/render.ts";
+import { BackupBucket } from "./backup-bucket.ts";
+import { digitalOcean } from "./server/digitalocean.ts";
+import { hetzner } from "./server/hetzner.ts";
+import type { ServerPlatform } from "./server/server-platform.ts";
 
 /** From the directory where cdktf runs Terraform (cdktf.out/stacks/<stack>/) back to the repository's root. */
 export const LOCAL_STATE_FROM_STACK_DIR = "../../..";

@@ -4,11 +4,11 @@
  * rotation passes through is synthesized and what matters is asserted: which keys exist under which
  * construct ids, which one the server gets, and what the outputs tell the scripts.
  */
-import type { AccessKeySlot } from "../app/config/fields";
-import type { ResolvedEnvironment } from "../app/config/types";
-import { ACCESS_KEY_IDS } from "../stacks/backup-bucket";
-import { shippedEnvironment } from "../lab/environments";
-import { type SynthesizedStack, synthesize } from "./support/synth";
+import type { AccessKeySlot } from "../app/config/fields.ts";
+import type { ResolvedEnvironment } from "../app/config/types.ts";
+import { ACCESS_KEY_IDS } from "../stacks/backup-bucket.ts";
+import { shippedEnvironment } from "../lab/environments.ts";
+import { type SynthesizedStack, synthesize } from "./support/synth.ts";
 
 const withSlots = (slots: readonly AccessKeySlot[]): ResolvedEnvironment => {
   const env = shippedEnvironment("example-prod");

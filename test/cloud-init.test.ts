@@ -7,12 +7,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { LAYOUT } from "../cloud-init/layout";
-import { renderUserData } from "../cloud-init/render";
-import { envFileLines, SCRIPTS, serverFiles, templateValues, UNITS } from "../cloud-init/server-files";
-import { flattenValues, renderTemplate } from "../cloud-init/template";
-import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "../lab/environments";
-import { bundleText, landedFiles } from "./support/user-data";
+import { LAYOUT } from "../cloud-init/layout.ts";
+import { renderUserData } from "../cloud-init/render.ts";
+import { envFileLines, SCRIPTS, serverFiles, templateValues, UNITS } from "../cloud-init/server-files.ts";
+import { flattenValues, renderTemplate } from "../cloud-init/template.ts";
+import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "../lab/environments.ts";
+import { bundleText, landedFiles } from "./support/user-data.ts";
 
 let scratch: string;
 beforeAll(() => {

@@ -5,14 +5,14 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { AGENCY } from "../app/agency";
-import example from "../app/clients/example";
-import { ENVIRONMENT } from "../app/config/fields";
-import { loadEnvironments } from "../app/config/load";
-import { PROVIDERS, type ProviderFacts } from "../app/config/providers";
-import { defaultOf, sectionPaths, valueFields, type Schema } from "../app/config/schema";
-import { FILE } from "./support/problems";
-import { REPO_ROOT } from "../lab/environments";
+import { AGENCY } from "../app/agency.ts";
+import example from "../app/clients/example.ts";
+import { ENVIRONMENT } from "../app/config/fields.ts";
+import { loadEnvironments } from "../app/config/load.ts";
+import { PROVIDERS, type ProviderFacts } from "../app/config/providers.ts";
+import { defaultOf, sectionPaths, valueFields, type Schema } from "../app/config/schema.ts";
+import { FILE } from "./support/problems.ts";
+import { REPO_ROOT } from "../lab/environments.ts";
 
 const EXAMPLE_FILE = join(REPO_ROOT, "app", "clients", "example.ts");
 const EXAMPLE_TEXT = readFileSync(EXAMPLE_FILE, "utf8");

@@ -4,11 +4,11 @@
  * never a stack trace and never silently accepted. Likewise every required field left out and an unknown key
  * in every section. The nearest good input is the example environment itself, which passes.
  */
-import example from "../app/clients/example";
-import { ENVIRONMENT } from "../app/config/fields";
-import { sectionPaths, valueFields } from "../app/config/schema";
-import type { ClientConfig, EnvironmentConfig } from "../app/config/types";
-import { FILE, problemsOf } from "./support/problems";
+import example from "../app/clients/example.ts";
+import { ENVIRONMENT } from "../app/config/fields.ts";
+import { sectionPaths, valueFields } from "../app/config/schema.ts";
+import type { ClientConfig, EnvironmentConfig } from "../app/config/types.ts";
+import { FILE, problemsOf } from "./support/problems.ts";
 
 /** The example's prod environment with every optional field set too, so each field has a good value. */
 const full = {

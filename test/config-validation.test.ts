@@ -2,14 +2,14 @@
  * Validation at synth: every problem in one run, each naming the file, the field's path, the bad value
  * and the fix. Tests come in pairs: this input throws with this message; the nearest valid one does not.
  */
-import { AGENCY } from "../app/agency";
-import { loadEnvironments } from "../app/config/load";
-import { FILE, problemsOf } from "./support/problems";
-import type { ClientConfig, EnvironmentConfig } from "../app/config/types";
-import example from "../app/clients/example";
+import { AGENCY } from "../app/agency.ts";
+import { loadEnvironments } from "../app/config/load.ts";
+import { FILE, problemsOf } from "./support/problems.ts";
+import type { ClientConfig, EnvironmentConfig } from "../app/config/types.ts";
+import example from "../app/clients/example.ts";
 import { spawnSync } from "node:child_process";
-import { serverFiles } from "../cloud-init/server-files";
-import { concreteServerValues, shippedEnvironments } from "../lab/environments";
+import { serverFiles } from "../cloud-init/server-files.ts";
+import { concreteServerValues, shippedEnvironments } from "../lab/environments.ts";
 
 const validEnv: EnvironmentConfig = example.environments.prod;
 const client = (env: Partial<EnvironmentConfig> & Record<string, unknown>, slug = "acme"): ClientConfig => ({

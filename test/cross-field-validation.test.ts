@@ -6,13 +6,13 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AGENCY } from "../app/agency";
-import example from "../app/clients/example";
-import { ConfigError } from "../app/config/errors";
-import { loadClientsDir, loadEnvironments } from "../app/config/load";
-import type { ClientConfig, EnvironmentConfig } from "../app/config/types";
-import { REPO_ROOT } from "../lab/environments";
-import { FILE, problemsOf } from "./support/problems";
+import { AGENCY } from "../app/agency.ts";
+import example from "../app/clients/example.ts";
+import { ConfigError } from "../app/config/errors.ts";
+import { loadClientsDir, loadEnvironments } from "../app/config/load.ts";
+import type { ClientConfig, EnvironmentConfig } from "../app/config/types.ts";
+import { REPO_ROOT } from "../lab/environments.ts";
+import { FILE, problemsOf } from "./support/problems.ts";
 
 const validEnv: EnvironmentConfig = example.environments.prod;
 const client = (env: Partial<EnvironmentConfig> & Record<string, unknown>, slug = "acme"): ClientConfig => ({

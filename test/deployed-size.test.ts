@@ -6,9 +6,9 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError } from "../app/config/errors";
-import { shrinkProblems } from "../app/deployed-size";
-import { shippedEnvironment } from "../lab/environments";
+import { ConfigError } from "../app/config/errors.ts";
+import { shrinkProblems } from "../app/deployed-size.ts";
+import { shippedEnvironment } from "../lab/environments.ts";
 
 let root: string;
 beforeEach(() => {

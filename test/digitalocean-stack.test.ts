@@ -2,11 +2,11 @@
  * What the DigitalOcean + S3 stack guarantees. Snapshots record the whole synthesized Terraform; the named
  * tests below assert what matters for security and data, named after the scanner checks they mirror.
  */
-import { OBJECT_ACTIONS } from "../stacks/backup-bucket";
-import { volumeDescription } from "../stacks/server/digitalocean";
-import { shippedEnvironment, shippedEnvironments } from "../lab/environments";
-import { parseHcl } from "./support/hcl";
-import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth";
+import { OBJECT_ACTIONS } from "../stacks/backup-bucket.ts";
+import { volumeDescription } from "../stacks/server/digitalocean.ts";
+import { shippedEnvironment, shippedEnvironments } from "../lab/environments.ts";
+import { parseHcl } from "./support/hcl.ts";
+import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth.ts";
 
 describe("every shipped DigitalOcean client stack (Hetzner's: test/hetzner-stack.test.ts)", () => {
   const digitalOceanEnvs = shippedEnvironments().filter((env) => env.provider === "digitalocean");

@@ -4,20 +4,20 @@
  * (the hcloud 1.68.0 provider's docs/resources/*.md), in `cdk.tf.json` and in the `cdktf synth --hcl` output alike.
  */
 import { type App, TerraformOutput, TerraformStack, Testing, Token } from "cdktf";
-import { AGENCY } from "../app/agency";
-import { ClientStack } from "../stacks/client-stack";
-import { Firewall } from "../stacks/server/hcloud/firewall";
-import { FirewallAttachment } from "../stacks/server/hcloud/firewall-attachment";
-import { PrimaryIp } from "../stacks/server/hcloud/primary-ip";
-import { HcloudProvider } from "../stacks/server/hcloud/provider";
-import { HCLOUD_PROVIDER, snakeCase } from "../stacks/server/hcloud/schema";
-import { Server } from "../stacks/server/hcloud/server";
-import { DataSshKey } from "../stacks/server/hcloud/ssh-key";
-import { Volume } from "../stacks/server/hcloud/volume";
-import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment";
-import { shippedEnvironment } from "../lab/environments";
-import { parseHcl } from "./support/hcl";
-import { scratchApp } from "./support/synth";
+import { AGENCY } from "../app/agency.ts";
+import { ClientStack } from "../stacks/client-stack.ts";
+import { Firewall } from "../stacks/server/hcloud/firewall.ts";
+import { FirewallAttachment } from "../stacks/server/hcloud/firewall-attachment.ts";
+import { PrimaryIp } from "../stacks/server/hcloud/primary-ip.ts";
+import { HcloudProvider } from "../stacks/server/hcloud/provider.ts";
+import { HCLOUD_PROVIDER, snakeCase } from "../stacks/server/hcloud/schema.ts";
+import { Server } from "../stacks/server/hcloud/server.ts";
+import { DataSshKey } from "../stacks/server/hcloud/ssh-key.ts";
+import { Volume } from "../stacks/server/hcloud/volume.ts";
+import { VolumeAttachment } from "../stacks/server/hcloud/volume-attachment.ts";
+import { shippedEnvironment } from "../lab/environments.ts";
+import { parseHcl } from "./support/hcl.ts";
+import { scratchApp } from "./support/synth.ts";
 
 const labels = { client: "acme", managedBy: "kit" };
 

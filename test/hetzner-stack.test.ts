@@ -8,12 +8,12 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LAYOUT } from "../cloud-init/layout";
-import { renderUserData } from "../cloud-init/render";
-import { hetznerVolumeDevice } from "../stacks/server/hetzner";
-import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments";
-import { landedFiles } from "./support/user-data";
-import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth";
+import { LAYOUT } from "../cloud-init/layout.ts";
+import { renderUserData } from "../cloud-init/render.ts";
+import { hetznerVolumeDevice } from "../stacks/server/hetzner.ts";
+import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments.ts";
+import { landedFiles } from "./support/user-data.ts";
+import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth.ts";
 
 const env = shippedEnvironment("examplehz-prod");
 const ref = (type: string) => new RegExp(`^\\$\\{${type}\\.[A-Za-z0-9_]+\\.id\\}$`);

@@ -8,11 +8,11 @@ import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { REPO_ROOT } from "../app/repo";
-import { shippedEnvironment } from "../lab/environments";
-import { s3Request } from "../lab/s3/client";
-import { startKitLabS3Process, type LabS3Process } from "../lab/s3/process";
-import { text } from "../lab/s3/xml";
+import { REPO_ROOT } from "../app/repo.ts";
+import { shippedEnvironment } from "../lab/environments.ts";
+import { s3Request } from "../lab/s3/client.ts";
+import { startKitLabS3Process, type LabS3Process } from "../lab/s3/process.ts";
+import { text } from "../lab/s3/xml.ts";
 
 const MAIN = join(REPO_ROOT, "lab/s3/main.ts");
 const alive = (pid: number) => {

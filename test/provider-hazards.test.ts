@@ -7,13 +7,13 @@
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { LAYOUT } from "../cloud-init/layout";
-import { shippedEnvironment } from "../lab/environments";
-import { planFiles } from "../scripts/lib/deploy-run";
-import { parseState } from "../scripts/lib/state";
-import { resolveTarget } from "../scripts/lib/target";
-import { REPO_ROOT } from "../app/repo";
-import { synthesize } from "./support/synth";
+import { LAYOUT } from "../cloud-init/layout.ts";
+import { shippedEnvironment } from "../lab/environments.ts";
+import { planFiles } from "../scripts/lib/deploy-run.ts";
+import { parseState } from "../scripts/lib/state.ts";
+import { resolveTarget } from "../scripts/lib/target.ts";
+import { REPO_ROOT } from "../app/repo.ts";
+import { synthesize } from "./support/synth.ts";
 
 const runbook = readFileSync(join(REPO_ROOT, "docs/runbook.md"), "utf8");
 

@@ -5,12 +5,12 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { renderUserData } from "../cloud-init/render";
-import { LAYOUT } from "../cloud-init/layout";
-import { SERVER_FILES, serverFiles, UNITS } from "../cloud-init/server-files";
-import { TEMPLATES_DIR } from "../cloud-init/template";
-import { pushFiles } from "../scripts/lib/server-steps";
-import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments";
+import { renderUserData } from "../cloud-init/render.ts";
+import { LAYOUT } from "../cloud-init/layout.ts";
+import { SERVER_FILES, serverFiles, UNITS } from "../cloud-init/server-files.ts";
+import { TEMPLATES_DIR } from "../cloud-init/template.ts";
+import { pushFiles } from "../scripts/lib/server-steps.ts";
+import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments.ts";
 
 const env = shippedEnvironment("example-prod");
 const files = serverFiles(env, concreteServerValues(env));

@@ -8,8 +8,8 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../app/repo";
-import { onPath } from "../scripts/lib/doctor";
+import { REPO_ROOT } from "../app/repo.ts";
+import { onPath } from "../scripts/lib/doctor.ts";
 
 const work = mkdtempSync(join(tmpdir(), "kit-setup-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

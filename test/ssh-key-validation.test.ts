@@ -8,10 +8,10 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import example from "../app/clients/example";
-import { parsePublicKey } from "../app/config/ssh-key";
-import type { ClientConfig, EnvironmentConfig, SshKey } from "../app/config/types";
-import { FILE, problemsOf } from "./support/problems";
+import example from "../app/clients/example.ts";
+import { parsePublicKey } from "../app/config/ssh-key.ts";
+import type { ClientConfig, EnvironmentConfig, SshKey } from "../app/config/types.ts";
+import { FILE, problemsOf } from "./support/problems.ts";
 
 const validEnv: EnvironmentConfig = example.environments.prod;
 const withKeys = (sshKeys: SshKey[]): ClientConfig => ({ slug: "acme", environments: { prod: { ...validEnv, sshKeys } } });

@@ -6,9 +6,9 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { REPO_ROOT, shippedEnvironments } from "../lab/environments";
-import { parseHcl } from "./support/hcl";
-import { synthesize } from "./support/synth";
+import { REPO_ROOT, shippedEnvironments } from "../lab/environments.ts";
+import { parseHcl } from "./support/hcl.ts";
+import { synthesize } from "./support/synth.ts";
 
 /** The environment without any cloud credential, so a passing synth proves it needs none. */
 function withoutCredentials(extra: Record<string, string> = {}): NodeJS.ProcessEnv {

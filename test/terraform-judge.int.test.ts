@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT, shippedEnvironments } from "../lab/environments";
+import { REPO_ROOT, shippedEnvironments } from "../lab/environments.ts";
 
 /** terraform, else tofu (the same CLI for these commands). */
 const TERRAFORM = ["terraform", "tofu"].find((bin) => spawnSync(bin, ["version"], { encoding: "utf8" }).status === 0);

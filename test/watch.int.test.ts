@@ -11,10 +11,10 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
-import { DENO, labAccess, LITESTREAM_DIR, LocalKit, localEnvironments } from "../lab/local/local-kit";
-import { startKitLabS3Process, type LabS3Process } from "../lab/s3/process";
-import { renderTemplate } from "../cloud-init/template";
-import { WATCH_CHECKS, type WatchHistoryLine, type WatchVerdict } from "../cloud-init/watch-verdict";
+import { DENO, labAccess, LITESTREAM_DIR, LocalKit, localEnvironments } from "../lab/local/local-kit.ts";
+import { startKitLabS3Process, type LabS3Process } from "../lab/s3/process.ts";
+import { renderTemplate } from "../cloud-init/template.ts";
+import { WATCH_CHECKS, type WatchHistoryLine, type WatchVerdict } from "../cloud-init/watch-verdict.ts";
 
 const [env] = localEnvironments(["watch"]);
 /** The secret part of a Slack webhook URL: it must never appear in what the watcher says or sends. */

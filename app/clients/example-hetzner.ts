@@ -1,4 +1,4 @@
-import type { ClientConfig } from "../config/types";
+import type { ClientConfig } from "../config/types.ts";
 
 /**
  * The example client on Hetzner Cloud: the same kit, bootstrap and S3 backups as `example.ts`, with the

@@ -1,4 +1,4 @@
-import type { ClientConfig, EnvironmentConfig } from "../config/types";
+import type { ClientConfig, EnvironmentConfig } from "../config/types.ts";
 
 /**
  * The example client: ships with the kit, synthesizes without cloud credentials, and is the reference

@@ -1,5 +1,5 @@
-import { ConfigProblem, problem } from "./errors";
-import { isOnCalendar } from "./on-calendar";
+import { ConfigProblem, problem } from "./errors.ts";
+import { isOnCalendar } from "./on-calendar.ts";
 
 const DURATION = /^(\d+)(s|m|h)$/;
 

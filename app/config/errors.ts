@@ -1,4 +1,4 @@
-import { KEY_TYPES, MIN_RSA_BITS, type ParsedKey } from "./ssh-key";
+import { KEY_TYPES, MIN_RSA_BITS, type ParsedKey } from "./ssh-key.ts";
 
 /**
  * Every configuration problem the kit reports, in one place. Each message says what is wrong with the

@@ -9,12 +9,12 @@
  * mention it in app/clients/example.ts, test its rule in test/config-validation.test.ts.
  */
 import { isIP } from "node:net";
-import { durationSeconds } from "./checker";
-import { problem } from "./errors";
-import { AWS_REGIONS, PROVIDERS, type ProviderFacts } from "./providers";
-import { field, section, type FieldContext } from "./schema";
-import { keyBlob, parsePublicKey } from "./ssh-key";
-import type { ProviderName, SshKey } from "./types";
+import { durationSeconds } from "./checker.ts";
+import { problem } from "./errors.ts";
+import { AWS_REGIONS, PROVIDERS, type ProviderFacts } from "./providers.ts";
+import { field, section, type FieldContext } from "./schema.ts";
+import { keyBlob, parsePublicKey } from "./ssh-key.ts";
+import type { ProviderName, SshKey } from "./types.ts";
 
 /** Environment variables the kit sets for the app itself. */
 const RESERVED_ENV = ["DATABASE_URL", "PORT", "HOST", "DENO_DIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];

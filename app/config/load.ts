@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { extname, join, relative } from "node:path";
-import { ConfigError, ConfigProblem, problem } from "./errors";
-import type { AgencySettings, ClientConfig, ResolvedEnvironment } from "./types";
-import { checkAgency, checkUniqueDomains, checkUniqueSlugs, resolveClient } from "./validate";
+import { ConfigError, ConfigProblem, problem } from "./errors.ts";
+import type { AgencySettings, ClientConfig, ResolvedEnvironment } from "./types.ts";
+import { checkAgency, checkUniqueDomains, checkUniqueSlugs, resolveClient } from "./validate.ts";
 
 /** Files that look like client configuration in another form: named, since the kit would skip them. */
 const WRONG_KIND = [".js", ".mjs", ".cjs", ".mts", ".cts", ".tsx", ".json", ".yaml", ".yml", ".toml"];

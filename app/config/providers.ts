@@ -1,4 +1,4 @@
-import type { ProviderName } from "./types";
+import type { ProviderName } from "./types.ts";
 
 /**
  * What validation and the README need to know about each VPS provider. Lists are deliberately short:

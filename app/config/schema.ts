@@ -6,9 +6,9 @@
  * check, and its documentation as the JSDoc on the declaration (editors show it on the client file's field).
  * The same mapped-type technique as stacks/server/hcloud/schema.ts.
  */
-import type { Checker } from "./checker";
-import { problem } from "./errors";
-import type { ProviderFacts } from "./providers";
+import type { Checker } from "./checker.ts";
+import { problem } from "./errors.ts";
+import type { ProviderFacts } from "./providers.ts";
 
 /**
  * - `required`: the client file must set it.

@@ -5,8 +5,8 @@
  *
  * A client file is a plain typed object: share settings between environments with ordinary spreads.
  */
-import type { ENVIRONMENT } from "./fields";
-import type { Input, Resolved } from "./schema";
+import type { ENVIRONMENT } from "./fields.ts";
+import type { Input, Resolved } from "./schema.ts";
 
 /** Where a client environment's server runs. Each provider implements `stacks/server/server-platform.ts`. */
 export type ProviderName = "digitalocean" | "hetzner";

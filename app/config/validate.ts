@@ -1,11 +1,11 @@
-import { Checker } from "./checker";
-import { ConfigProblem, problem } from "./errors";
-import { ENVIRONMENT, PROVIDER_NAMES } from "./fields";
-import { AWS_REGIONS, PROVIDERS } from "./providers";
-import { resolveSection } from "./schema";
-import type { AgencySettings, ClientConfig, EnvironmentConfig, ResolvedEnvironment } from "./types";
+import { Checker } from "./checker.ts";
+import { ConfigProblem, problem } from "./errors.ts";
+import { ENVIRONMENT, PROVIDER_NAMES } from "./fields.ts";
+import { AWS_REGIONS, PROVIDERS } from "./providers.ts";
+import { resolveSection } from "./schema.ts";
+import type { AgencySettings, ClientConfig, EnvironmentConfig, ResolvedEnvironment } from "./types.ts";
 
-export { durationSeconds } from "./checker";
+export { durationSeconds } from "./checker.ts";
 
 const SLUG = /^[a-z][a-z0-9-]{0,18}[a-z0-9]$/;
 const ENV_NAME = /^[a-z][a-z0-9]{0,9}$/;

@@ -15,12 +15,12 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { dirname, join } from "node:path";
-import { type LabNetwork, type MachineNic } from "./network";
-import { formatArgv, log, requireRoot, requireTools, run, type RunResult, seconds, settlesWithin, tail } from "./process";
-import { digitalOceanVolumeDevice } from "../../stacks/server/digitalocean";
-import { bootCopy, type Rootfs } from "./rootfs";
-import { processIdentity, release, removeTree, type Teardown } from "./teardown";
-import { GiveUp, waitFor, type WaitOptions } from "./wait";
+import { type LabNetwork, type MachineNic } from "./network.ts";
+import { formatArgv, log, requireRoot, requireTools, run, type RunResult, seconds, settlesWithin, tail } from "./process.ts";
+import { digitalOceanVolumeDevice } from "../../stacks/server/digitalocean.ts";
+import { bootCopy, type Rootfs } from "./rootfs.ts";
+import { processIdentity, release, removeTree, type Teardown } from "./teardown.ts";
+import { GiveUp, waitFor, type WaitOptions } from "./wait.ts";
 
 
 // ---------------------------------------------------------------------------------------------------------

@@ -10,10 +10,10 @@ import { spawn } from "node:child_process";
 import { cp, mkdir, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { basename, dirname, join } from "node:path";
-import { closeServer, listen } from "./mirror";
-import { FIXTURE_APP_DIR } from "./paths";
-import { run } from "./process";
-import { type Teardown } from "./teardown";
+import { closeServer, listen } from "./mirror.ts";
+import { FIXTURE_APP_DIR } from "./paths.ts";
+import { run } from "./process.ts";
+import { type Teardown } from "./teardown.ts";
 
 export interface AppRepoOptions {
   /** Directory whose files make the first commit. @default test/fixtures/app */

@@ -7,10 +7,10 @@
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LITESTREAM_BIN } from "./paths";
-import { run, type RunResult, settlesWithin, tail } from "./process";
-import { type S3Access } from "./s3";
-import { processIdentity, type Teardown } from "./teardown";
+import { LITESTREAM_BIN } from "./paths.ts";
+import { run, type RunResult, settlesWithin, tail } from "./process.ts";
+import { type S3Access } from "./s3.ts";
+import { processIdentity, type Teardown } from "./teardown.ts";
 
 export interface ReplicaOptions {
   /** The lab S3 and the key pair to use (an environment's backup user: the policy decides what it may do). */

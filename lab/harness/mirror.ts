@@ -11,9 +11,9 @@ import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, stat
 import { createServer, type Server } from "node:http";
 import { type AddressInfo } from "node:net";
 import { join } from "node:path";
-import { ARTIFACTS, type Artifact } from "../../cloud-init/artifacts";
-import { log, run } from "./process";
-import { type Teardown } from "./teardown";
+import { ARTIFACTS, type Artifact } from "../../cloud-init/artifacts.ts";
+import { log, run } from "./process.ts";
+import { type Teardown } from "./teardown.ts";
 
 export const ARTIFACT_CACHE_DIR = join(process.env.KIT_E2E_CACHE ?? "/var/cache/kit-e2e", "artifacts");
 

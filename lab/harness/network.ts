@@ -14,10 +14,10 @@
  */
 import { existsSync } from "node:fs";
 import { request as httpRequest, Agent, createServer } from "node:http";
-import { closeServer, listen } from "./mirror";
-import { run, runSyncQuiet } from "./process";
-import { debianMirrorHosts } from "./rootfs";
-import { type Teardown } from "./teardown";
+import { closeServer, listen } from "./mirror.ts";
+import { run, runSyncQuiet } from "./process.ts";
+import { debianMirrorHosts } from "./rootfs.ts";
+import { type Teardown } from "./teardown.ts";
 
 /** 10.213.N.0/24: picked from this range so it never collides with the host's own networks. */
 const SUBNET_PREFIX = "10.213";

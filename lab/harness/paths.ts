@@ -1,7 +1,7 @@
 /** Paths of the repository and of the binaries the harness runs from node_modules. */
 import { join } from "node:path";
 
-import { REPO_ROOT } from "../../app/repo";
+import { REPO_ROOT } from "../../app/repo.ts";
 
 export { REPO_ROOT };
 /** Deno 2.9 from the `deno` npm package (the same build the servers install). */

@@ -9,7 +9,7 @@
  *   await relay.restore();
  */
 import { createServer, type Server, type Socket, connect } from "node:net";
-import { type Teardown } from "./teardown";
+import { type Teardown } from "./teardown.ts";
 
 export interface Relay {
   /**

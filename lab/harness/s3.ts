@@ -8,12 +8,12 @@
  * share the test's event loop, which times the writes it acknowledges. It listens on the address it is
  * given, with that address in its certificate, and exits with the test process.
  */
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { s3Request } from "../s3/client";
-import type { Decision } from "../s3/policy";
-import { startKitLabS3Process } from "../s3/process";
-import { all, text } from "../s3/xml";
-import { processIdentity, type Teardown } from "./teardown";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { s3Request } from "../s3/client.ts";
+import type { Decision } from "../s3/policy.ts";
+import { startKitLabS3Process } from "../s3/process.ts";
+import { all, text } from "../s3/xml.ts";
+import { processIdentity, type Teardown } from "./teardown.ts";
 
 export interface S3Options {
   /** Address to listen on: 127.0.0.1 for host-side use, the lab network's host address for containers. */

@@ -5,8 +5,8 @@
  */
 import { join } from "node:path";
 import { readFile } from "node:fs/promises";
-import { formatArgv, run, type RunResult } from "./process";
-import { type Teardown } from "./teardown";
+import { formatArgv, run, type RunResult } from "./process.ts";
+import { type Teardown } from "./teardown.ts";
 
 export interface SshKey {
   /** Path of the private key (in the run's scratch dir). */

@@ -11,7 +11,7 @@ import { randomBytes } from "node:crypto";
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { join } from "node:path";
-import { log, run, runSyncQuiet, sleep } from "./process";
+import { log, run, runSyncQuiet, sleep } from "./process.ts";
 
 /** Root of every scratch file the harness writes (outside the checkout; cleaned per run). */
 export const SCRATCH_ROOT = "/var/tmp/kit-e2e";

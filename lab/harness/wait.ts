@@ -1,5 +1,5 @@
 /** Bounded waits: every wait in the e2e suite has a limit and says what it was waiting for when it gives up. */
-import { seconds, sleep } from "./process";
+import { seconds, sleep } from "./process.ts";
 
 export interface WaitOptions {
   /** Give up after this long. */

@@ -2,15 +2,15 @@ import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturn
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
-import { AGENCY } from "../../app/agency";
-import { ConfigError } from "../../app/config/errors";
-import { readClientFile } from "../../app/config/load";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { resolveClient } from "../../app/config/validate";
-import { serverFiles, templateValues } from "../../cloud-init/server-files";
-import { envQuote, renderTemplate, type TemplateValue } from "../../cloud-init/template";
-import { concreteServerValues, REPO_ROOT } from "../environments";
-import type { LabS3Process } from "../s3/process";
+import { AGENCY } from "../../app/agency.ts";
+import { ConfigError } from "../../app/config/errors.ts";
+import { readClientFile } from "../../app/config/load.ts";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { resolveClient } from "../../app/config/validate.ts";
+import { serverFiles, templateValues } from "../../cloud-init/server-files.ts";
+import { envQuote, renderTemplate, type TemplateValue } from "../../cloud-init/template.ts";
+import { concreteServerValues, REPO_ROOT } from "../environments.ts";
+import type { LabS3Process } from "../s3/process.ts";
 
 export const LITESTREAM_DIR = join(REPO_ROOT, "node_modules", "@flydotio", "litestream-linux-x64");
 export const DENO = join(REPO_ROOT, "node_modules", ".bin", "deno");

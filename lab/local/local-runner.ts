@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
-import type { Step } from "../../scripts/lib/shell";
-import { StepFailed, type RunOptions, type RunResult } from "../../scripts/lib/ssh";
-import type { Runner } from "../../scripts/lib/state";
+import type { Step } from "../../scripts/lib/shell.ts";
+import { StepFailed, type RunOptions, type RunResult } from "../../scripts/lib/ssh.ts";
+import type { Runner } from "../../scripts/lib/state.ts";
 
 /**
  * Runs Steps with the local bash, with the same contract as SshRunner (stdin script, progress from stderr,

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { request } from "node:https";
 import { request as plainRequest } from "node:http";
-import { signRequest, UNSIGNED_PAYLOAD } from "./sigv4";
+import { signRequest, UNSIGNED_PAYLOAD } from "./sigv4.ts";
 
 export interface Answer {
   readonly status: number;

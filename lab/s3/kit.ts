@@ -4,10 +4,10 @@
  * stacks/backup-bucket.ts serializes into cdk.tf.json, from the same function.
  */
 import { randomBytes } from "node:crypto";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { backupPolicies } from "../../stacks/backup-bucket";
-import type { LabUser } from "./policy";
-import { startLabS3, type LabS3, type LabS3Options } from "./server";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { backupPolicies } from "../../stacks/backup-bucket.ts";
+import type { LabUser } from "./policy.ts";
+import { startLabS3, type LabS3, type LabS3Options } from "./server.ts";
 
 /** The IAM user policy's name in the stack (IamUserPolicy "backups-of-this-environment-only"). */
 const USER_POLICY_NAME = "backups-of-this-environment-only";

@@ -18,10 +18,10 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "no
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { shippedEnvironments } from "../environments";
-import { startKitLabS3, type KitLabS3 } from "./kit";
-import type { LabS3Options } from "./server";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { shippedEnvironments } from "../environments.ts";
+import { startKitLabS3, type KitLabS3 } from "./kit.ts";
+import type { LabS3Options } from "./server.ts";
 
 /** What the options file holds; argv flags add to it (lists) or override it. */
 export interface LabS3ProcessOptions extends Pick<LabS3Options, "host" | "certIps" | "certNames" | "plainHttp"> {

@@ -9,11 +9,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { REPO_ROOT } from "../../app/repo";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import type { ControlRequest, LabS3ProcessOptions } from "./main";
-import type { Decision, LabUser } from "./policy";
-import type { LabS3, LabS3Options } from "./server";
+import { REPO_ROOT } from "../../app/repo.ts";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import type { ControlRequest, LabS3ProcessOptions } from "./main.ts";
+import type { Decision, LabUser } from "./policy.ts";
+import type { LabS3, LabS3Options } from "./server.ts";
 
 export type LabS3Error = LabS3["errors"][number];
 

@@ -11,14 +11,14 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough, Transform, type Readable } from "node:stream";
-import { makeCertificates } from "./ca";
-import { errorXml, S3Error } from "./errors";
-import { Authorizer, type Decision, type LabUser, type PolicyDocument } from "./policy";
+import { makeCertificates } from "./ca.ts";
+import { errorXml, S3Error } from "./errors.ts";
+import { Authorizer, type Decision, type LabUser, type PolicyDocument } from "./policy.ts";
 import {
   AwsChunkedDecoder, parseAuthorization, Sha256Check, STREAMING_PAYLOAD, UNSIGNED_PAYLOAD, verifyHeaderSignature, type Verified,
-} from "./sigv4";
-import { Store, type ObjectVersion, type Versioning } from "./store";
-import { all, document, elements, iso, text } from "./xml";
+} from "./sigv4.ts";
+import { Store, type ObjectVersion, type Versioning } from "./store.ts";
+import { all, document, elements, iso, text } from "./xml.ts";
 
 export interface LabBucket {
   readonly name: string;

@@ -6,7 +6,7 @@
  */
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
-import { S3Error } from "./errors";
+import { S3Error } from "./errors.ts";
 
 export const EMPTY_SHA256 = createHash("sha256").update("").digest("hex");
 export const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";

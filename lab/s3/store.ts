@@ -10,7 +10,7 @@ import { createReadStream, createWriteStream, mkdirSync, rmSync } from "node:fs"
 import { join } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { S3Error } from "./errors";
+import { S3Error } from "./errors.ts";
 
 export const MIN_PART_SIZE = 5 * 1024 * 1024;
 export const MAX_PARTS = 10_000;

@@ -1,5 +1,5 @@
 /** S3's XML bodies: just enough building and reading for the operations the lab serves. */
-import { xmlEscape } from "./errors";
+import { xmlEscape } from "./errors.ts";
 
 export const S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 

@@ -17,11 +17,11 @@
 import { writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { join } from "node:path";
-import { main, parseArgs, say } from "../lib/cli";
-import { deploy } from "../lib/deploy-run";
-import { OpsError } from "../lib/errors";
-import { SshRunner } from "../lib/ssh";
-import { loadEnvironment, resolveTarget, type Target, type TargetFlags } from "../lib/target";
+import { main, parseArgs, say } from "../lib/cli.ts";
+import { deploy } from "../lib/deploy-run.ts";
+import { OpsError } from "../lib/errors.ts";
+import { SshRunner } from "../lib/ssh.ts";
+import { loadEnvironment, resolveTarget, type Target, type TargetFlags } from "../lib/target.ts";
 
 interface Load {
   ok: number;
@@ -122,8 +122,8 @@ const median = (xs: readonly number[]) => {
 
 /** Builds a lab, boots the example client's server in it, and deploys `deploys` new commits under load. */
 async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds: number; keepAlive: readonly boolean[] }): Promise<BenchResult[]> {
-  const kit = await import("../../lab/kit-lab");
-  const { FIXTURE_APP_DIR } = await import("../../lab/harness");
+  const kit = await import("../../lab/kit-lab.ts");
+  const { FIXTURE_APP_DIR } = await import("../../lab/harness/index.ts");
   const { readFileSync } = await import("node:fs");
   const stack = "example-staging";
   say("building the lab (test network, mirror, S3, git) and booting the example client's server …");

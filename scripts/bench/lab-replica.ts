@@ -10,12 +10,12 @@ import { spawn } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { templateValues } from "../../cloud-init/server-files";
-import { renderTemplate } from "../../cloud-init/template";
-import { shippedEnvironment } from "../../lab/environments";
-import { LITESTREAM_DIR } from "../../lab/local/local-kit";
-import { startKitLabS3, type KitLabS3 } from "../../lab/s3/kit";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { templateValues } from "../../cloud-init/server-files.ts";
+import { renderTemplate } from "../../cloud-init/template.ts";
+import { shippedEnvironment } from "../../lab/environments.ts";
+import { LITESTREAM_DIR } from "../../lab/local/local-kit.ts";
+import { startKitLabS3, type KitLabS3 } from "../../lab/s3/kit.ts";
 
 export const LITESTREAM = join(LITESTREAM_DIR, "litestream");
 export const MiB = 1024 * 1024;

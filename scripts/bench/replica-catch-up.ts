@@ -17,9 +17,9 @@ import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { main, parseArgs, say } from "../lib/cli";
-import { OpsError } from "../lib/errors";
-import { LITESTREAM, median, MiB, run, seconds, seedDatabase, sql, startLabReplica, type LabReplica } from "./lab-replica";
+import { main, parseArgs, say } from "../lib/cli.ts";
+import { OpsError } from "../lib/errors.ts";
+import { LITESTREAM, median, MiB, run, seconds, seedDatabase, sql, startLabReplica, type LabReplica } from "./lab-replica.ts";
 
 /** Settings alternatives measured against the kit's litestream.yml (edits of the rendered file). */
 const VARIANTS: Readonly<Record<string, { readonly what: string; readonly edit: (yaml: string) => string }>> = {

@@ -16,10 +16,10 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../../app/repo";
-import { main, parseArgs, say } from "../lib/cli";
-import { OpsError } from "../lib/errors";
-import { LITESTREAM, median, MiB, run, seconds, seedDatabase, sql, startLabReplica, type LabReplica } from "./lab-replica";
+import { REPO_ROOT } from "../../app/repo.ts";
+import { main, parseArgs, say } from "../lib/cli.ts";
+import { OpsError } from "../lib/errors.ts";
+import { LITESTREAM, median, MiB, run, seconds, seedDatabase, sql, startLabReplica, type LabReplica } from "./lab-replica.ts";
 
 const TSX = join(REPO_ROOT, "node_modules", ".bin", "tsx");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

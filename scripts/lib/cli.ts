@@ -1,12 +1,12 @@
 /** What the three scripts share: flags, help, confirmation, progress lines and the error/exit convention. */
 import { createInterface } from "node:readline/promises";
 import { minimist } from "zx";
-import { ConfigError } from "../../app/config/errors";
-import { errors, OpsError } from "./errors";
-import type { Step } from "./shell";
-import type { RunOptions, RunResult } from "./ssh";
-import type { Runner } from "./state";
-import type { TargetFlags } from "./target";
+import { ConfigError } from "../../app/config/errors.ts";
+import { errors, OpsError } from "./errors.ts";
+import type { Step } from "./shell.ts";
+import type { RunOptions, RunResult } from "./ssh.ts";
+import type { Runner } from "./state.ts";
+import type { TargetFlags } from "./target.ts";
 
 export const COMMON_HELP = `
 Where the server is (flags win over the stack's outputs):

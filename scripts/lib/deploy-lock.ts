@@ -4,13 +4,13 @@
  * step, also after a failure. A reboot clears it (/run is a tmpfs).
  */
 import { hostname, userInfo } from "node:os";
-import type { PlanStep } from "./cli";
-import { say, stepLine } from "./cli";
-import { OpsError } from "./errors";
-import { type ServerPaths, SERVER } from "./server-steps";
-import { bash, step, type Step } from "./shell";
-import { StepFailed } from "./ssh";
-import type { Runner } from "./state";
+import type { PlanStep } from "./cli.ts";
+import { say, stepLine } from "./cli.ts";
+import { OpsError } from "./errors.ts";
+import { type ServerPaths, SERVER } from "./server-steps.ts";
+import { bash, step, type Step } from "./shell.ts";
+import { StepFailed } from "./ssh.ts";
+import type { Runner } from "./state.ts";
 
 /** Takes the deploy lock: an atomic mkdir; fails with the holder's note when it is taken. */
 export function lock(owner: string, paths: ServerPaths = SERVER): Step {

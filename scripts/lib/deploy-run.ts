@@ -4,17 +4,17 @@
  * Any failure goes back to the previous release — and to the snapshot when the migration
  * failed or changed the schema (a migration that changed nothing leaves nothing to undo).
  */
-import { LAYOUT } from "../../cloud-init/layout";
-import { type ServerFile, type ServerValues, serverFiles } from "../../cloud-init/server-files";
-import { Later, Plan, say, stepLine } from "./cli";
-import { lockStep } from "./deploy-lock";
-import { errors, OpsError } from "./errors";
-import * as steps from "./server-steps";
-import { type ServerPaths, SERVER } from "./server-steps";
-import type { Step } from "./shell";
-import { lastLine, otherPort, parseState, type Runner, type ServerState, slotPorts } from "./state";
-import type { Target } from "./target";
-import { growFilesystem } from "./volume-grow";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { type ServerFile, type ServerValues, serverFiles } from "../../cloud-init/server-files.ts";
+import { Later, Plan, say, stepLine } from "./cli.ts";
+import { lockStep } from "./deploy-lock.ts";
+import { errors, OpsError } from "./errors.ts";
+import * as steps from "./server-steps.ts";
+import { type ServerPaths, SERVER } from "./server-steps.ts";
+import type { Step } from "./shell.ts";
+import { lastLine, otherPort, parseState, type Runner, type ServerState, slotPorts } from "./state.ts";
+import type { Target } from "./target.ts";
+import { growFilesystem } from "./volume-grow.ts";
 
 export interface DeployOptions {
   readonly target: Target;

@@ -7,10 +7,10 @@
 import { spawnSync } from "node:child_process";
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { delimiter, join } from "node:path";
-import { AGENCY } from "../../app/agency";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { localLitestream } from "./restore-run";
-import { REPO_ROOT } from "./target";
+import { AGENCY } from "../../app/agency.ts";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { localLitestream } from "./restore-run.ts";
+import { REPO_ROOT } from "./target.ts";
 
 export interface Check {
   readonly name: string;

@@ -1,12 +1,12 @@
 /** Runs the server's restore drill (the unit the monthly timer runs) and keeps its report here too. */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { LAYOUT } from "../../cloud-init/layout";
-import { Later, Plan, say } from "./cli";
-import { OpsError } from "./errors";
-import * as steps from "./server-steps";
-import { lastLine, type Runner } from "./state";
-import { REPO_ROOT } from "./target";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { Later, Plan, say } from "./cli.ts";
+import { OpsError } from "./errors.ts";
+import * as steps from "./server-steps.ts";
+import { lastLine, type Runner } from "./state.ts";
+import { REPO_ROOT } from "./target.ts";
 
 /** The JSON report restore-drill.sh writes. */
 export interface DrillReport {

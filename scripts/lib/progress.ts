@@ -7,7 +7,7 @@
  *       … 312.0 MiB written (restoring snapshot), 4.0 s
  *     ✓ 1.00 GiB in 12.8 s
  */
-import { say } from "./cli";
+import { say } from "./cli.ts";
 
 export interface ProgressOptions {
   /** What the step has done so far, e.g. "312.0 MiB written (restoring snapshot)"; asked at each tick. */

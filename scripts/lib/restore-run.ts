@@ -8,19 +8,19 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { $ } from "zx";
-import { APP_TABLES_QUERY, LAYOUT } from "../../cloud-init/layout";
-import { templateValues } from "../../cloud-init/server-files";
-import { renderTemplate } from "../../cloud-init/template";
-import { confirm, Later, Plan, say, stepLine } from "./cli";
-import { errors, OpsError } from "./errors";
-import { lockStep } from "./deploy-lock";
-import { inspectStep } from "./deploy-run";
-import { describeSource, type RestoreSource, type ServerPaths, SERVER } from "./server-steps";
-import * as steps from "./server-steps";
-import { formatBytes, withProgress } from "./progress";
-import { keyValues, type Runner, slotPorts } from "./state";
-import type { Target } from "./target";
-import { REPO_ROOT } from "./target";
+import { APP_TABLES_QUERY, LAYOUT } from "../../cloud-init/layout.ts";
+import { templateValues } from "../../cloud-init/server-files.ts";
+import { renderTemplate } from "../../cloud-init/template.ts";
+import { confirm, Later, Plan, say, stepLine } from "./cli.ts";
+import { errors, OpsError } from "./errors.ts";
+import { lockStep } from "./deploy-lock.ts";
+import { inspectStep } from "./deploy-run.ts";
+import { describeSource, type RestoreSource, type ServerPaths, SERVER } from "./server-steps.ts";
+import * as steps from "./server-steps.ts";
+import { formatBytes, withProgress } from "./progress.ts";
+import { keyValues, type Runner, slotPorts } from "./state.ts";
+import type { Target } from "./target.ts";
+import { REPO_ROOT } from "./target.ts";
 
 /** RFC 3339 with a zone (what `litestream restore -timestamp` accepts). */
 export function checkTimestamp(value: string): string {

@@ -20,20 +20,20 @@
  */
 import { existsSync } from "node:fs";
 import { relative } from "node:path";
-import { ACCESS_KEY_SLOTS, type AccessKeySlot } from "../../app/config/fields";
-import { REPO_ROOT } from "../../app/repo";
-import { LAYOUT } from "../../cloud-init/layout";
-import { ACCESS_KEY_IDS } from "../../stacks/backup-bucket";
-import { Plan, say } from "./cli";
-import { lockStep } from "./deploy-lock";
-import { inspectStep, planFiles } from "./deploy-run";
-import type { DrillReport } from "./drill-run";
-import { OpsError } from "./errors";
-import * as steps from "./server-steps";
-import { type ServerPaths, SERVER } from "./server-steps";
-import { bash, join, step, type Step } from "./shell";
-import { keyValues, type Runner } from "./state";
-import { readOutputs, type Target } from "./target";
+import { ACCESS_KEY_SLOTS, type AccessKeySlot } from "../../app/config/fields.ts";
+import { REPO_ROOT } from "../../app/repo.ts";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { ACCESS_KEY_IDS } from "../../stacks/backup-bucket.ts";
+import { Plan, say } from "./cli.ts";
+import { lockStep } from "./deploy-lock.ts";
+import { inspectStep, planFiles } from "./deploy-run.ts";
+import type { DrillReport } from "./drill-run.ts";
+import { OpsError } from "./errors.ts";
+import * as steps from "./server-steps.ts";
+import { type ServerPaths, SERVER } from "./server-steps.ts";
+import { bash, join, step, type Step } from "./shell.ts";
+import { keyValues, type Runner } from "./state.ts";
+import { readOutputs, type Target } from "./target.ts";
 
 /** One entry of the stack's `access_keys` output (stacks/client-stack.ts). */
 export interface OutputKey {

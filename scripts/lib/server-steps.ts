@@ -6,10 +6,10 @@
  * Server-side facts (paths, ports, the app user) come from the server's own kit.env, which every step
  * sources: the server describes itself, rendered from cloud-init/layout.ts.
  */
-import { APP_TABLES_QUERY, LAYOUT, appUnit } from "../../cloud-init/layout";
-import { DIRECTORIES, directoryCommands, effectCommand, effectOrder } from "../../cloud-init/effects";
-import { enabledNowUnits, type ServerFile } from "../../cloud-init/server-files";
-import { bash, join, quote, raw, type Script, step, type Step } from "./shell";
+import { APP_TABLES_QUERY, LAYOUT, appUnit } from "../../cloud-init/layout.ts";
+import { DIRECTORIES, directoryCommands, effectCommand, effectOrder } from "../../cloud-init/effects.ts";
+import { enabledNowUnits, type ServerFile } from "../../cloud-init/server-files.ts";
+import { bash, join, quote, raw, type Script, step, type Step } from "./shell.ts";
 
 /** Server paths the builders use beyond kit.env (tests point them into a temp dir). */
 export interface ServerPaths {

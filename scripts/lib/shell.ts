@@ -1,4 +1,4 @@
-import { Secret } from "./secret";
+import { Secret } from "./secret.ts";
 
 /**
  * Scripts as data. A `Script` is bash text built by the `bash` tagged template: every interpolated value is

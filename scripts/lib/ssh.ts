@@ -3,8 +3,8 @@ import { mkdirSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import { $ } from "zx";
-import { OpsError } from "./errors";
-import type { Step } from "./shell";
+import { OpsError } from "./errors.ts";
+import type { Step } from "./shell.ts";
 
 /** Where and as whom to log in. */
 export interface SshTarget {

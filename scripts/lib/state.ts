@@ -1,5 +1,5 @@
-import type { RunOptions, RunResult } from "./ssh";
-import type { Step } from "./shell";
+import type { RunOptions, RunResult } from "./ssh.ts";
+import type { Step } from "./shell.ts";
 
 /** What runs Steps: the SSH runner (tests use the same runner against a loopback sshd). */
 export interface Runner {

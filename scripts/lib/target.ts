@@ -8,16 +8,16 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { AGENCY } from "../../app/agency";
-import { loadClientsDir } from "../../app/config/load";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { LAYOUT } from "../../cloud-init/layout";
-import type { RenderOverrides } from "../../cloud-init/server-files";
-import { errors, OpsError } from "./errors";
-import { Secret } from "./secret";
-import type { SshSettings, SshTarget } from "./ssh";
+import { AGENCY } from "../../app/agency.ts";
+import { loadClientsDir } from "../../app/config/load.ts";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import type { RenderOverrides } from "../../cloud-init/server-files.ts";
+import { errors, OpsError } from "./errors.ts";
+import { Secret } from "./secret.ts";
+import type { SshSettings, SshTarget } from "./ssh.ts";
 
-import { REPO_ROOT } from "../../app/repo";
+import { REPO_ROOT } from "../../app/repo.ts";
 
 export { REPO_ROOT };
 

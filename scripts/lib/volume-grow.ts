@@ -8,8 +8,8 @@
  * Volumes never shrink (neither cloud can): a smaller sizeGiB than the deployed one is refused at synth
  * (app/deployed-size.ts, from the outputs file's `volume_size_gib`).
  */
-import { bash, join, step, type Step } from "./shell";
-import { SERVER, type ServerPaths } from "./server-steps";
+import { bash, join, step, type Step } from "./shell.ts";
+import { SERVER, type ServerPaths } from "./server-steps.ts";
 
 /**
  * Slack between the device and the filesystem below which nothing is done: resize2fs leaves a tail too

@@ -11,8 +11,8 @@ import { Volume } from "@cdktf/provider-digitalocean/lib/volume";
 import { VolumeAttachment } from "@cdktf/provider-digitalocean/lib/volume-attachment";
 import { Token } from "cdktf";
 import { Construct } from "constructs";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform.ts";
 
 /** Where DigitalOcean exposes a volume inside the droplet (by its name). */
 export function digitalOceanVolumeDevice(volumeName: string): string {

@@ -2,16 +2,16 @@ import { DigitaloceanProvider } from "@cdktf/provider-digitalocean/lib/provider"
 import { Record as DnsRecord } from "@cdktf/provider-digitalocean/lib/record";
 import { Token } from "cdktf";
 import { Construct } from "constructs";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { Firewall } from "./hcloud/firewall";
-import { FirewallAttachment } from "./hcloud/firewall-attachment";
-import { PrimaryIp } from "./hcloud/primary-ip";
-import { HcloudProvider } from "./hcloud/provider";
-import { Server } from "./hcloud/server";
-import { DataSshKey } from "./hcloud/ssh-key";
-import { Volume } from "./hcloud/volume";
-import { VolumeAttachment } from "./hcloud/volume-attachment";
-import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { Firewall } from "./hcloud/firewall.ts";
+import { FirewallAttachment } from "./hcloud/firewall-attachment.ts";
+import { PrimaryIp } from "./hcloud/primary-ip.ts";
+import { HcloudProvider } from "./hcloud/provider.ts";
+import { Server } from "./hcloud/server.ts";
+import { DataSshKey } from "./hcloud/ssh-key.ts";
+import { Volume } from "./hcloud/volume.ts";
+import { VolumeAttachment } from "./hcloud/volume-attachment.ts";
+import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform.ts";
 
 /**
  * Where Hetzner exposes a volume inside the server: by its numeric id, which exists only once the volume

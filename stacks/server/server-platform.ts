@@ -1,5 +1,5 @@
 import type { Construct } from "constructs";
-import type { ResolvedEnvironment } from "../../app/config/types";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
 
 /** What the stack needs back from a provider's server: addresses for outputs and DNS. */
 export interface ProvisionedServer {

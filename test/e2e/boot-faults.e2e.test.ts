@@ -4,10 +4,10 @@
  * log) and name the fix. (S3 unreachable at boot is in disaster-recovery.e2e.test.ts, where the data to
  * recover exists.)
  */
-import { DENO, LITESTREAM } from "../../cloud-init/artifacts";
-import { LAYOUT } from "../../cloud-init/layout";
-import { digitalOceanVolumeDevice } from "../../stacks/server/digitalocean";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab";
+import { DENO, LITESTREAM } from "../../cloud-init/artifacts.ts";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { digitalOceanVolumeDevice } from "../../stacks/server/digitalocean.ts";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab.ts";
 
 let lab: KitLab;
 

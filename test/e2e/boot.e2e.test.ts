@@ -8,10 +8,10 @@ import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
-import { DENO, LITESTREAM } from "../../cloud-init/artifacts";
-import { LAYOUT } from "../../cloud-init/layout";
-import { createSshKey, log, restoreReplica, run, sshArgv } from "../../lab/harness";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab";
+import { DENO, LITESTREAM } from "../../cloud-init/artifacts.ts";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { createSshKey, log, restoreReplica, run, sshArgv } from "../../lab/harness/index.ts";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab.ts";
 
 const WAIT = { timeoutMs: 60_000, intervalMs: 500 };
 let lab: KitLab;

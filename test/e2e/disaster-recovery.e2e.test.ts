@@ -12,12 +12,12 @@
  * through a relay (a cuttable TCP hop), so all of them boot from identical user data and the outage is a
  * network outage, as in production. The first two tests run in order and hand the data on.
  */
-import { LITESTREAM_MONITOR_INTERVAL_MS } from "../../cloud-init/server-files";
-import { LAYOUT } from "../../cloud-init/layout";
-import { durationSeconds } from "../../app/config/validate";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { destroyVolume, log, type Relay, startRelay } from "../../lab/harness";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab";
+import { LITESTREAM_MONITOR_INTERVAL_MS } from "../../cloud-init/server-files.ts";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { durationSeconds } from "../../app/config/validate.ts";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { destroyVolume, log, type Relay, startRelay } from "../../lab/harness/index.ts";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab.ts";
 
 /** How long the writers run before the crash. */
 const LOAD_MS = 10_000;

@@ -5,10 +5,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { join } from "node:path";
-import { DENO_BIN, FIXTURE_APP_DIR } from "../../lab/harness/paths";
-import { run } from "../../lab/harness/process";
-import { Teardown } from "../../lab/harness/teardown";
-import { waitFor } from "../../lab/harness/wait";
+import { DENO_BIN, FIXTURE_APP_DIR } from "../../lab/harness/paths.ts";
+import { run } from "../../lab/harness/process.ts";
+import { Teardown } from "../../lab/harness/teardown.ts";
+import { waitFor } from "../../lab/harness/wait.ts";
 
 describe("fixture app (test/fixtures/app)", () => {
   let teardown: Teardown;

@@ -5,11 +5,11 @@
  */
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import { ARTIFACTS, DENO } from "../../cloud-init/artifacts";
-import { createAppRepo, serveGitRepo } from "../../lab/harness/git-fixture";
-import { startArtifactMirror } from "../../lab/harness/mirror";
-import { run } from "../../lab/harness/process";
-import { Teardown } from "../../lab/harness/teardown";
+import { ARTIFACTS, DENO } from "../../cloud-init/artifacts.ts";
+import { createAppRepo, serveGitRepo } from "../../lab/harness/git-fixture.ts";
+import { startArtifactMirror } from "../../lab/harness/mirror.ts";
+import { run } from "../../lab/harness/process.ts";
+import { Teardown } from "../../lab/harness/teardown.ts";
 
 const sha256 = (bytes: ArrayBuffer) => createHash("sha256").update(Buffer.from(bytes)).digest("hex");
 

@@ -6,15 +6,15 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { bootMachine, createVolume, Machine, type Volume } from "../../lab/harness/container";
-import { startArtifactMirror, type ArtifactMirror } from "../../lab/harness/mirror";
-import { createLabNetwork, type LabNetwork } from "../../lab/harness/network";
-import { log, run, runSyncQuiet, seconds } from "../../lab/harness/process";
-import { ensureRootfs, type Rootfs } from "../../lab/harness/rootfs";
-import { release, sweepLeftovers, Teardown } from "../../lab/harness/teardown";
-import { DENO } from "../../cloud-init/artifacts";
-import { REPO_ROOT } from "../../lab/harness/paths";
-import { createSshKey, ssh, type SshKey } from "../../lab/harness/ssh";
+import { bootMachine, createVolume, Machine, type Volume } from "../../lab/harness/container.ts";
+import { startArtifactMirror, type ArtifactMirror } from "../../lab/harness/mirror.ts";
+import { createLabNetwork, type LabNetwork } from "../../lab/harness/network.ts";
+import { log, run, runSyncQuiet, seconds } from "../../lab/harness/process.ts";
+import { ensureRootfs, type Rootfs } from "../../lab/harness/rootfs.ts";
+import { release, sweepLeftovers, Teardown } from "../../lab/harness/teardown.ts";
+import { DENO } from "../../cloud-init/artifacts.ts";
+import { REPO_ROOT } from "../../lab/harness/paths.ts";
+import { createSshKey, ssh, type SshKey } from "../../lab/harness/ssh.ts";
 
 const VOLUME = "harness-smoke-data";
 

@@ -6,8 +6,8 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { REPO_ROOT } from "../../app/repo";
-import { SCRATCH_ROOT } from "../../lab/harness/teardown";
+import { REPO_ROOT } from "../../app/repo.ts";
+import { SCRATCH_ROOT } from "../../lab/harness/teardown.ts";
 
 const TSX = join(REPO_ROOT, "node_modules", "tsx", "dist", "cli.mjs");
 const lab = (args: string[]) => spawn(process.execPath, [TSX, join(REPO_ROOT, "scripts", "lab.ts"), ...args], { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });

@@ -6,13 +6,13 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { restoreReplica, startReplication, type ReplicaOptions } from "../../lab/harness/litestream";
-import { run } from "../../lab/harness/process";
-import { startS3 } from "../../lab/harness/s3";
-import { shippedEnvironment } from "../../lab/environments";
-import { LAYOUT } from "../../cloud-init/layout";
-import { Teardown } from "../../lab/harness/teardown";
-import { waitFor } from "../../lab/harness/wait";
+import { restoreReplica, startReplication, type ReplicaOptions } from "../../lab/harness/litestream.ts";
+import { run } from "../../lab/harness/process.ts";
+import { startS3 } from "../../lab/harness/s3.ts";
+import { shippedEnvironment } from "../../lab/environments.ts";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { Teardown } from "../../lab/harness/teardown.ts";
+import { waitFor } from "../../lab/harness/wait.ts";
 
 describe("Litestream 0.3.13 against the harness's lab S3", () => {
   let teardown: Teardown;

@@ -10,11 +10,11 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, labRenderOverrides, printTimings, waitForBootstrap, writeLabClientsDir,
-} from "../../lab/kit-lab";
-import { LAYOUT } from "../../cloud-init/layout";
-import { executedTitles, plannedTitles } from "../../scripts/lib/cli";
-import { loadEnvironment } from "../../scripts/lib/target";
-import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv, trustLabCa } from "../../lab/harness";
+} from "../../lab/kit-lab.ts";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { executedTitles, plannedTitles } from "../../scripts/lib/cli.ts";
+import { loadEnvironment } from "../../scripts/lib/target.ts";
+import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv, trustLabCa } from "../../lab/harness/index.ts";
 
 const STACK = "example-staging";
 let lab: KitLab;

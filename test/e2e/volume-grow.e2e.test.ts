@@ -14,9 +14,9 @@
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { LAYOUT } from "../../cloud-init/layout";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, labRenderOverrides, printTimings, waitForBootstrap, writeLabClientsDir } from "../../lab/kit-lab";
-import { log, REPO_ROOT, run } from "../../lab/harness";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, labRenderOverrides, printTimings, waitForBootstrap, writeLabClientsDir } from "../../lab/kit-lab.ts";
+import { log, REPO_ROOT, run } from "../../lab/harness/index.ts";
 
 const STACK = "example-staging";
 const MiB = 1024 * 1024;

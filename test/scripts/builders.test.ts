@@ -1,16 +1,16 @@
 /** The command builders, compared as text, and the pure helpers around them (no server needed). */
 import { spawnSync } from "node:child_process";
-import { LAYOUT } from "../../cloud-init/layout";
-import { parseArgs } from "../../scripts/lib/cli";
-import { planFiles } from "../../scripts/lib/deploy-run";
-import { OpsError } from "../../scripts/lib/errors";
-import { checkTimestamp, summarizeListing } from "../../scripts/lib/restore-run";
-import { Secret } from "../../scripts/lib/secret";
-import * as deployLock from "../../scripts/lib/deploy-lock";
-import * as steps from "../../scripts/lib/server-steps";
-import { bash, quote } from "../../scripts/lib/shell";
-import { otherPort, parseState } from "../../scripts/lib/state";
-import { loadEnvironment, resolveTarget, type Target } from "../../scripts/lib/target";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { parseArgs } from "../../scripts/lib/cli.ts";
+import { planFiles } from "../../scripts/lib/deploy-run.ts";
+import { OpsError } from "../../scripts/lib/errors.ts";
+import { checkTimestamp, summarizeListing } from "../../scripts/lib/restore-run.ts";
+import { Secret } from "../../scripts/lib/secret.ts";
+import * as deployLock from "../../scripts/lib/deploy-lock.ts";
+import * as steps from "../../scripts/lib/server-steps.ts";
+import { bash, quote } from "../../scripts/lib/shell.ts";
+import { otherPort, parseState } from "../../scripts/lib/state.ts";
+import { loadEnvironment, resolveTarget, type Target } from "../../scripts/lib/target.ts";
 
 const env = loadEnvironment("example-prod");
 const target: Target = { ...resolveTarget(env, { host: "203.0.113.5", outputs: "/nonexistent.json" }, {}) };

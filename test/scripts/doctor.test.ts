@@ -7,9 +7,9 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { REPO_ROOT } from "../../app/repo";
-import { atLeast, checkCredentials, checkLocalTools, checkNode, checkOutputs, checkSshKey, checkTerraform, onPath } from "../../scripts/lib/doctor";
-import { loadEnvironment } from "../../scripts/lib/target";
+import { REPO_ROOT } from "../../app/repo.ts";
+import { atLeast, checkCredentials, checkLocalTools, checkNode, checkOutputs, checkSshKey, checkTerraform, onPath } from "../../scripts/lib/doctor.ts";
+import { loadEnvironment } from "../../scripts/lib/target.ts";
 
 const TSX = join(REPO_ROOT, "node_modules", "tsx", "dist", "cli.mjs");
 const work = mkdtempSync(join(tmpdir(), "kit-doctor-"));

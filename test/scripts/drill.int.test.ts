@@ -5,9 +5,9 @@
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
-import { labAccess, LocalKit, localEnvironments } from "../../lab/local/local-kit";
-import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
-import { actionsOf, leastPrivilegeProblems } from "./support/iam";
+import { labAccess, LocalKit, localEnvironments } from "../../lab/local/local-kit.ts";
+import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process.ts";
+import { actionsOf, leastPrivilegeProblems } from "./support/iam.ts";
 
 const [drillEnv, emptyEnv] = localEnvironments(["drill", "drillempty"]);
 let lab: LabS3Process;

@@ -8,9 +8,9 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../../lab/environments";
-import { restorableTime } from "../../scripts/lib/cli";
-import { OpsError } from "../../scripts/lib/errors";
+import { REPO_ROOT } from "../../lab/environments.ts";
+import { restorableTime } from "../../scripts/lib/cli.ts";
+import { OpsError } from "../../scripts/lib/errors.ts";
 
 let dir: string;
 beforeAll(() => {

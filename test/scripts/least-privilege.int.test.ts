@@ -12,17 +12,17 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { labAccess, LocalKit, localEnvironments, type S3Access } from "../../lab/local/local-kit";
-import { freePort } from "../../lab/local/sshd";
-import { s3Request } from "../../lab/s3/client";
-import type { Decision } from "../../lab/s3/policy";
-import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
-import { text } from "../../lab/s3/xml";
-import { OpsError } from "../../scripts/lib/errors";
-import { restoreLocal } from "../../scripts/lib/restore-run";
-import { leastPrivilegeProblems, principalOf, USER_POLICY } from "./support/iam";
-import { localTarget, trustLabCa } from "./support/local-target";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { labAccess, LocalKit, localEnvironments, type S3Access } from "../../lab/local/local-kit.ts";
+import { freePort } from "../../lab/local/sshd.ts";
+import { s3Request } from "../../lab/s3/client.ts";
+import type { Decision } from "../../lab/s3/policy.ts";
+import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process.ts";
+import { text } from "../../lab/s3/xml.ts";
+import { OpsError } from "../../scripts/lib/errors.ts";
+import { restoreLocal } from "../../scripts/lib/restore-run.ts";
+import { leastPrivilegeProblems, principalOf, USER_POLICY } from "./support/iam.ts";
+import { localTarget, trustLabCa } from "./support/local-target.ts";
 
 /** `own` is the environment whose key is tried; `other` is a neighbour with a replica of its own. */
 const [own, other] = localEnvironments(["own", "other"]);

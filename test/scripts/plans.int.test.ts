@@ -13,16 +13,16 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { executedTitles, plannedTitles } from "../../scripts/lib/cli";
-import { deploy, pushConfiguration, rollbackOne } from "../../scripts/lib/deploy-run";
-import { drillRemote } from "../../scripts/lib/drill-run";
-import { restoreRemote } from "../../scripts/lib/restore-run";
-import type { ServerPaths } from "../../scripts/lib/server-steps";
-import { SshRunner } from "../../scripts/lib/ssh";
-import type { Target } from "../../scripts/lib/target";
-import { labAccess, LocalKit, localEnvironment } from "../../lab/local/local-kit";
-import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd";
-import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
+import { executedTitles, plannedTitles } from "../../scripts/lib/cli.ts";
+import { deploy, pushConfiguration, rollbackOne } from "../../scripts/lib/deploy-run.ts";
+import { drillRemote } from "../../scripts/lib/drill-run.ts";
+import { restoreRemote } from "../../scripts/lib/restore-run.ts";
+import type { ServerPaths } from "../../scripts/lib/server-steps.ts";
+import { SshRunner } from "../../scripts/lib/ssh.ts";
+import type { Target } from "../../scripts/lib/target.ts";
+import { labAccess, LocalKit, localEnvironment } from "../../lab/local/local-kit.ts";
+import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd.ts";
+import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process.ts";
 
 const plansEnv = localEnvironment("plans");
 /** The sshd session's PATH is not this shell's: name python by its full path. */

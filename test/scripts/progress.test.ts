@@ -1,5 +1,5 @@
 /** scripts/lib/progress.ts on a fake clock: what a long step prints, tick by tick. */
-import { formatBytes, withProgress } from "../../scripts/lib/progress";
+import { formatBytes, withProgress } from "../../scripts/lib/progress.ts";
 
 beforeEach(() => jest.useFakeTimers());
 afterEach(() => jest.useRealTimers());

@@ -9,10 +9,10 @@ import { existsSync, mkdtempSync, openSync, readdirSync, rmSync, writeFileSync, 
 import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ResolvedEnvironment } from "../../app/config/types";
-import { labAccess, LocalKit, localEnvironment, localEnvironments, type S3Access, unreachableS3 } from "../../lab/local/local-kit";
-import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process";
-import { actionsOf, leastPrivilegeProblems } from "./support/iam";
+import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { labAccess, LocalKit, localEnvironment, localEnvironments, type S3Access, unreachableS3 } from "../../lab/local/local-kit.ts";
+import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process.ts";
+import { actionsOf, leastPrivilegeProblems } from "./support/iam.ts";
 
 /** The scenarios that reach the lab S3, each its own environment (bucket, prefix, backup user). */
 const [brandNew, replaced, damaged] = localEnvironments(["brandnew", "replaced", "damaged"]);

@@ -9,8 +9,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT } from "../../app/repo";
-import { LITESTREAM, MiB, run, seedDatabase, sql, startLabReplica, type LabReplica } from "../../scripts/bench/lab-replica";
+import { REPO_ROOT } from "../../app/repo.ts";
+import { LITESTREAM, MiB, run, seedDatabase, sql, startLabReplica, type LabReplica } from "../../scripts/bench/lab-replica.ts";
 
 const LINK = 16 * MiB;
 const DB_MIB = 48;

@@ -8,8 +8,8 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AccessKeySlot } from "../../app/config/fields";
-import { REPO_ROOT } from "../../app/repo";
+import type { AccessKeySlot } from "../../app/config/fields.ts";
+import { REPO_ROOT } from "../../app/repo.ts";
 import {
   actionTitle,
   type OutputKey,
@@ -22,7 +22,7 @@ import {
   type RotationAction,
   rotationActions,
   type RotationFacts,
-} from "../../scripts/lib/rotate-keys-run";
+} from "../../scripts/lib/rotate-keys-run.ts";
 
 const A: OutputKey = { slot: "a", id: "AKIAAAAAAAAAAAAAAAAA", created: "2026-06-01T10:00:00Z" };
 const B: OutputKey = { slot: "b", id: "AKIABBBBBBBBBBBBBBBB", created: "2026-12-03T09:00:00Z" };

@@ -4,11 +4,11 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { OpsError } from "../../scripts/lib/errors";
-import { Secret } from "../../scripts/lib/secret";
-import { bash, step } from "../../scripts/lib/shell";
-import { remoteCommand, SshRunner, sshOptions, StepFailed } from "../../scripts/lib/ssh";
-import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd";
+import { OpsError } from "../../scripts/lib/errors.ts";
+import { Secret } from "../../scripts/lib/secret.ts";
+import { bash, step } from "../../scripts/lib/shell.ts";
+import { remoteCommand, SshRunner, sshOptions, StepFailed } from "../../scripts/lib/ssh.ts";
+import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd.ts";
 
 let sshd: TestSshd;
 let local: string;

@@ -7,8 +7,8 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LAYOUT } from "../../cloud-init/layout";
-import * as steps from "../../scripts/lib/server-steps";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import * as steps from "../../scripts/lib/server-steps.ts";
 
 let dir: string;
 beforeEach(() => {

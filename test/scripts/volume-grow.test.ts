@@ -3,8 +3,8 @@
  * server, then deployed) in test/e2e/volume-grow.e2e.test.ts; here: shellcheck, and what it reads.
  */
 import { spawnSync } from "node:child_process";
-import { LAYOUT } from "../../cloud-init/layout";
-import { growFilesystem, GROW_THRESHOLD_MIB } from "../../scripts/lib/volume-grow";
+import { LAYOUT } from "../../cloud-init/layout.ts";
+import { growFilesystem, GROW_THRESHOLD_MIB } from "../../scripts/lib/volume-grow.ts";
 
 test("the step passes shellcheck as sent and reads the server's own kit.env", () => {
   const step = growFilesystem(10);

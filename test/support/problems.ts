@@ -1,7 +1,7 @@
-import { AGENCY } from "../../app/agency";
-import { ConfigError } from "../../app/config/errors";
-import { loadEnvironments } from "../../app/config/load";
-import type { ClientConfig } from "../../app/config/types";
+import { AGENCY } from "../../app/agency.ts";
+import { ConfigError } from "../../app/config/errors.ts";
+import { loadEnvironments } from "../../app/config/load.ts";
+import type { ClientConfig } from "../../app/config/types.ts";
 
 /** The file name validation messages use in these tests. */
 export const FILE = "app/clients/acme.ts";

@@ -1,9 +1,9 @@
 import { App, Testing } from "cdktf";
 import { rmSync } from "node:fs";
 import { gunzipSync } from "node:zlib";
-import { AGENCY } from "../../app/agency";
-import type { AgencySettings, ResolvedEnvironment } from "../../app/config/types";
-import { ClientStack } from "../../stacks/client-stack";
+import { AGENCY } from "../../app/agency.ts";
+import type { AgencySettings, ResolvedEnvironment } from "../../app/config/types.ts";
+import { ClientStack } from "../../stacks/client-stack.ts";
 
 /** A synthesized stack as parsed Terraform JSON, with helpers to find resources by type. */
 export interface SynthesizedStack {

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { parse } from "yaml";
-import { LAYOUT } from "../../cloud-init/layout";
+import { LAYOUT } from "../../cloud-init/layout.ts";
 
 export interface LandedFile {
   readonly content: string;

@@ -1,6 +1,6 @@
 import type { TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HcloudResource, type Schema } from "./schema";
+import { attr, HcloudResource, type Schema } from "./schema.ts";
 
 /**
  * `hcloud_firewall_attachment` (the provider's docs/resources/firewall_attachment.md). Only one per firewall: it lists

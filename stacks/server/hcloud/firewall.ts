@@ -1,6 +1,6 @@
 import type { TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HcloudResource, type Schema } from "./schema";
+import { attr, HcloudResource, type Schema } from "./schema.ts";
 
 /** One `rule { … }` block of `hcloud_firewall`. */
 export interface FirewallRule {

@@ -1,6 +1,6 @@
 import type { TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HcloudResource, type Schema } from "./schema";
+import { attr, HcloudResource, type Schema } from "./schema.ts";
 
 /**
  * `hcloud_primary_ip` (the provider's docs/resources/primary_ip.md). Assign it through the server's `public_net` block,

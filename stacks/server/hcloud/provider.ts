@@ -1,6 +1,6 @@
 import { TerraformProvider } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HCLOUD_METADATA, HCLOUD_PROVIDER, type Schema, toHclAttributes, toTerraformAttributes } from "./schema";
+import { attr, HCLOUD_METADATA, HCLOUD_PROVIDER, type Schema, toHclAttributes, toTerraformAttributes } from "./schema.ts";
 
 /** `provider "hcloud"` (the provider's docs/index.md). Every argument is optional here: synth needs no credentials. */
 export interface HcloudProviderConfig {

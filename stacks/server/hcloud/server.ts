@@ -1,6 +1,6 @@
 import type { TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HcloudResource, type Schema } from "./schema";
+import { attr, HcloudResource, type Schema } from "./schema.ts";
 
 /** The `public_net { … }` block of `hcloud_server`: which primary IPs the server gets. */
 export interface ServerPublicNet {

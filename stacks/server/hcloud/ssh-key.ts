@@ -1,6 +1,6 @@
 import { TerraformDataSource } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HCLOUD_METADATA, type Schema, toHclAttributes, toTerraformAttributes } from "./schema";
+import { attr, HCLOUD_METADATA, type Schema, toHclAttributes, toTerraformAttributes } from "./schema.ts";
 
 /**
  * `data "hcloud_ssh_key"` (the provider's docs/data-sources/ssh_key.md): a key already registered in the project, looked up

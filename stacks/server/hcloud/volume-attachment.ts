@@ -1,6 +1,6 @@
 import type { TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HcloudResource, type Schema } from "./schema";
+import { attr, HcloudResource, type Schema } from "./schema.ts";
 
 /** `hcloud_volume_attachment` (the provider's docs/resources/volume_attachment.md). Both ids force a new attachment. */
 export interface VolumeAttachmentConfig {

@@ -1,6 +1,6 @@
 import type { TerraformMetaArguments } from "cdktf";
 import type { Construct } from "constructs";
-import { attr, HcloudResource, type Schema } from "./schema";
+import { attr, HcloudResource, type Schema } from "./schema.ts";
 
 /**
  * `hcloud_volume` (the provider's docs/resources/volume.md), created in a location and attached with

@@ -2,8 +2,8 @@
  * Reading the lab S3's decision log (lab/s3/policy.ts) for the IAM proofs: which requests an environment's
  * key made, and whether each was allowed by the statement of the stack's policy meant for it.
  */
-import type { ResolvedEnvironment } from "../../../app/config/types";
-import { LAB_ACCOUNT_ID, type Decision } from "../../../lab/s3/policy";
+import type { ResolvedEnvironment } from "../../../app/config/types.ts";
+import { LAB_ACCOUNT_ID, type Decision } from "../../../lab/s3/policy.ts";
 
 /** The user policy's name in the stack (IamUserPolicy), as the decision log names it. */
 export const USER_POLICY = "backups-of-this-environment-only";

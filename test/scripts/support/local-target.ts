@@ -1,7 +1,7 @@
 /** restore.ts --local against a LocalKit's S3: the Target it reads from the outputs file, and the lab CA trusted. */
-import type { LocalKit } from "../../../lab/local/local-kit";
-import { Secret } from "../../../scripts/lib/secret";
-import type { Target } from "../../../scripts/lib/target";
+import type { LocalKit } from "../../../lab/local/local-kit.ts";
+import { Secret } from "../../../scripts/lib/secret.ts";
+import type { Target } from "../../../scripts/lib/target.ts";
 
 /** What restore.ts reads from the outputs file: bucket, region, replica path, endpoint, the kit's key. */
 export function localTarget(kit: LocalKit, o: { replicaPath?: string; endpoint?: string } = {}): Target {
