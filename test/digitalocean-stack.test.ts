@@ -3,7 +3,7 @@
  * tests below assert what matters for security and data, named after the scanner checks they mirror.
  */
 import { OBJECT_ACTIONS } from "../stacks/backup-bucket.ts";
-import { volumeDescription } from "../stacks/server/digitalocean.ts";
+import { SLACK_URL_VARIABLE, volumeDescription } from "../stacks/server/digitalocean.ts";
 import { shippedEnvironment, shippedEnvironments } from "../lab/environments.ts";
 import { parseHcl } from "./support/hcl.ts";
 import { readableSnapshot, type SynthesizedStack, synthesize } from "./support/synth.ts";
@@ -296,5 +296,103 @@ describe("example-staging", () => {
     expect(JSON.parse(stack.resource("aws_iam_user_policy").policy).Statement[2].Resource).toBe(
       "arn:aws:s3:::pixelco-example-staging-backups/staging/*",
     );
+  });
+});
+
+describe("DigitalOcean's own alerts (alerts.emails, alerts.slackChannel)", () => {
+  const prod = shippedEnvironment("example-prod");
+  const slackUrl = "https://hooks.slack.com/services/T0KIT/B0KIT/notInTheStack";
+  let stack: SynthesizedStack;
+  beforeAll(() => {
+    stack = synthesize(prod);
+  });
+  const ref = (type: string) => expect.stringMatching(new RegExp(`^\\$\\{${type}\\.[A-Za-z0-9_]+\\.id\\}$`));
+
+  test("monitor alerts on the droplet's CPU (> 90 % for 10m), memory (> 90 % for 10m) and root disk (> 80 % for 5m)", () => {
+    const alerts = stack.resources("digitalocean_monitor_alert");
+    const shape = (a: Record<string, any>) => ({ type: a.type, compare: a.compare, value: a.value, window: a.window });
+    expect(alerts.map(shape)).toEqual([
+      { type: "v1/insights/droplet/cpu", compare: "GreaterThan", value: 90, window: "10m" },
+      { type: "v1/insights/droplet/memory_utilization_percent", compare: "GreaterThan", value: 90, window: "10m" },
+      { type: "v1/insights/droplet/disk_utilization_percent", compare: "GreaterThan", value: 80, window: "5m" },
+    ]);
+    for (const alert of alerts) {
+      // Bound to this stack's droplet only, enabled, and sent to the client file's addresses.
+      expect(alert.entities).toEqual([ref("digitalocean_droplet")]);
+      expect(alert.enabled).toBe(true);
+      expect(alert.alerts).toEqual({ email: ["ops@pixelco.example"] });
+      expect(alert.description).toMatch(/^example-prod: /);
+    }
+    // The metrics they read come from DigitalOcean's agent, which the droplet installs.
+    expect(stack.resource("digitalocean_droplet").monitoring).toBe(true);
+  });
+
+  test("an uptime check of https://<domain><healthPath> from every probe region", () => {
+    expect(stack.resource("digitalocean_uptime_check")).toEqual({
+      name: "example-prod health",
+      type: "https",
+      target: "https://app.example-client.com/healthz",
+      regions: ["us_east", "us_west", "eu_west", "se_asia"],
+      enabled: true,
+    });
+  });
+
+  test("uptime alerts: down everywhere for 2m, slower than 2 s for 5m, certificate within 14 days; each on the check", () => {
+    const alerts = stack.resources("digitalocean_uptime_alert");
+    const shape = (a: Record<string, any>) => ({ type: a.type, comparison: a.comparison, threshold: a.threshold, period: a.period });
+    expect(alerts.map(shape)).toEqual([
+      { type: "down_global", comparison: "less_than", threshold: 1, period: "2m" },
+      { type: "latency", comparison: "greater_than", threshold: 2000, period: "5m" },
+      { type: "ssl_expiry", comparison: "less_than", threshold: 14, period: "5m" },
+    ]);
+    for (const alert of alerts) {
+      expect(alert.check_id).toEqual(ref("digitalocean_uptime_check"));
+      expect(alert.notifications).toEqual([{ email: ["ops@pixelco.example"] }]);
+    }
+  });
+
+  test("without a domain: the check probes http://<reserved IP><healthPath>, and there is no certificate to watch", () => {
+    const bare = synthesize({ ...prod, domain: undefined, app: { ...prod.app, healthPath: "/up" } });
+    const check = bare.resource("digitalocean_uptime_check");
+    expect(check.type).toBe("http");
+    expect(check.target).toMatch(/^http:\/\/\$\{digitalocean_reserved_ip\.[A-Za-z0-9_]+\.ip_address\}\/up$/);
+    expect(bare.resources("digitalocean_uptime_alert").map((a) => a.type)).toEqual(["down_global", "latency"]);
+  });
+
+  test("with nobody to tell (no emails, no Slack channel): no alert resources at all", () => {
+    const silent = synthesize({ ...prod, alerts: { ...prod.alerts, emails: [], slackChannel: undefined } });
+    for (const type of ["digitalocean_monitor_alert", "digitalocean_uptime_check", "digitalocean_uptime_alert"]) {
+      expect({ type, found: silent.resources(type).length }).toEqual({ type, found: 0 });
+    }
+    expect(silent.json.variable?.[SLACK_URL_VARIABLE]).toBeUndefined();
+  });
+
+  test("Slack: the channel from the client file, the webhook URL only as a sensitive variable (never in cdk.tf.json)", () => {
+    const withSlack = synthesize({ ...prod, alerts: { ...prod.alerts, slackChannel: "#ops" } });
+    const slack = [{ channel: "#ops", url: `\${var.${SLACK_URL_VARIABLE}}` }];
+    for (const alert of withSlack.resources("digitalocean_monitor_alert")) expect(alert.alerts).toEqual({ email: ["ops@pixelco.example"], slack });
+    for (const alert of withSlack.resources("digitalocean_uptime_alert")) expect(alert.notifications).toEqual([{ email: ["ops@pixelco.example"], slack }]);
+    expect(withSlack.json.variable[SLACK_URL_VARIABLE]).toMatchObject({ type: "string", sensitive: true, nullable: false });
+    // Whatever the operator sets TF_VAR_alert_slack_webhook_url to, synthesis never sees it.
+    process.env[`TF_VAR_${SLACK_URL_VARIABLE}`] = slackUrl;
+    try {
+      const text = JSON.stringify(synthesize({ ...prod, alerts: { ...prod.alerts, slackChannel: "#ops" } }).json);
+      expect(text).not.toContain("hooks.slack.com/services");
+      expect(text).not.toContain("notInTheStack");
+    } finally {
+      delete process.env[`TF_VAR_${SLACK_URL_VARIABLE}`];
+    }
+  });
+
+  test("Slack only (no e-mails): the alerts go to Slack alone", () => {
+    const slackOnly = synthesize({ ...prod, alerts: { ...prod.alerts, emails: [], slackChannel: "ops-alerts" } });
+    expect(slackOnly.resources("digitalocean_monitor_alert")[0].alerts).toEqual({ slack: [{ channel: "ops-alerts", url: `\${var.${SLACK_URL_VARIABLE}}` }] });
+  });
+
+  test("Hetzner has no such resources: the same alerts settings create nothing there and are not refused", () => {
+    const hetzner = shippedEnvironment("examplehz-prod");
+    const json = JSON.stringify(synthesize({ ...hetzner, alerts: { ...hetzner.alerts, emails: ["ops@pixelco.example"], slackChannel: "#ops" } }).json);
+    expect(json).not.toMatch(/digitalocean_(monitor_alert|uptime_check|uptime_alert)/);
+    expect(json).not.toContain(SLACK_URL_VARIABLE);
   });
 });

@@ -53,6 +53,11 @@ const example: ClientConfig = {
       domain: { name: "app.example-client.com", digitalOceanZone: "example-client.com" },
       app: { ...shared.app, ref: "main" },
       volume: { sizeGiB: 10 },
+      alerts: {
+        // DigitalOcean's own alerts (CPU, memory, root disk; the health URL probed from outside) go to these.
+        emails: ["ops@pixelco.example"], // default: []
+        // slackChannel: "#ops",          // also to Slack; the webhook URL comes from TF_VAR_alert_slack_webhook_url
+      },
     },
     staging: {
       ...shared,

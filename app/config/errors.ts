@@ -66,6 +66,8 @@ export const problem = {
   hostBits: (value: string, network: string, single: string) =>
     `${show(value)} has host bits set, so it is not clear what it allows: the network is ${show(network)}. Fix: write ${show(network)} for the whole range, or ${show(single)} for that one address`,
   listedTwice: (value: string, first: string) => `${show(value)} is already listed at ${first}; list each range once`,
+  notEmailList: (value: unknown) => `${show(value)} must be a list of e-mail addresses. Fix: emails: ["ops@agency.example"]`,
+  listedTwiceEmail: (value: string, first: string) => `${show(value)} is already listed at ${first}; list each address once`,
   deployKeyNeedsSsh: (repo: string, sshUrl: string) =>
     `true, but app.repo ${show(repo)} is an https URL, and the deploy key (TF_VAR_git_deploy_key) is an SSH key, which git uses over ssh only. ` +
     `Fix: repo ${JSON.stringify(sshUrl)}, or privateRepo: false for a public repository`,

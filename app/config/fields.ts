@@ -26,6 +26,9 @@ const TASK = /^[A-Za-z0-9][A-Za-z0-9:_-]*$/;
 const GIT_REF = /^(?!-)(?!.*\.\.)[A-Za-z0-9._\/-]+$/;
 const GIT_URL = /^(https:\/\/[^\s]+|ssh:\/\/[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$/;
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/;
+/** A mailbox as people write it: no display name, no quoted or IP-literal forms (DigitalOcean mails it). */
+const EMAIL = /^(?!\.)(?!.*\.\.)[A-Za-z0-9._%+-]+(?<!\.)@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$/;
+const SLACK_CHANNEL = /^#?[a-z0-9][a-z0-9_-]{0,79}$/;
 
 /** The providers by config name, for `provider`. */
 export const PROVIDER_NAMES = Object.keys(PROVIDERS) as ProviderName[];
@@ -335,6 +338,30 @@ const ALERTS = {
    * @default - no messages
    */
   webhookUrl: alertUrl("https://hooks.slack.com/services/T000/B000/XXXX"),
+  /**
+   * E-mail addresses that DigitalOcean's own alerts go to: the droplet's CPU, memory and root disk (monitor alerts)
+   * and the health URL seen from outside (an uptime check). DigitalOcean only: Hetzner has no such alerts (there the
+   * watcher and the dead-man URL are the signals), and the field is then unused.
+   * @default - no e-mails
+   */
+  emails: field.defaulted<readonly string[]>([], (emails, { check, path }) => {
+    if (!Array.isArray(emails)) return check.add(path, problem.notEmailList(emails));
+    emails.forEach((email: unknown, i) => {
+      const at = `${path}[${i}]`;
+      if (!check.string(at, email, EMAIL, "is not an e-mail address", "ops@agency.example")) return;
+      const first = emails.findIndex((e: unknown) => typeof e === "string" && e.toLowerCase() === email.toLowerCase());
+      if (first !== i) check.add(at, problem.listedTwiceEmail(email, `${path}[${first}]`));
+    });
+  }),
+  /**
+   * Slack channel that DigitalOcean's own alerts also go to, e.g. `#ops`. Its incoming-webhook URL grants posting, so
+   * it is a secret: the stack takes it as the sensitive variable `alert_slack_webhook_url` (set
+   * `TF_VAR_alert_slack_webhook_url`), never from this file. DigitalOcean only, like `emails`.
+   * @default - no Slack messages from DigitalOcean
+   */
+  slackChannel: field.optional<string>((value, { check, path }) => {
+    check.string(path, value, SLACK_CHANNEL, "must be a Slack channel name (lowercase letters, digits, - and _, up to 80)", "#ops");
+  }),
 };
 
 /** One client environment: `environments.<name>` in a client file. */

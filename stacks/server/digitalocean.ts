@@ -1,15 +1,18 @@
 import { DataDigitaloceanSshKey } from "@cdktf/provider-digitalocean/lib/data-digitalocean-ssh-key";
 import { Droplet } from "@cdktf/provider-digitalocean/lib/droplet";
 import { Firewall } from "@cdktf/provider-digitalocean/lib/firewall";
+import { MonitorAlert } from "@cdktf/provider-digitalocean/lib/monitor-alert";
 import { Project } from "@cdktf/provider-digitalocean/lib/project";
 import { DigitaloceanProvider } from "@cdktf/provider-digitalocean/lib/provider";
 import { Record as DnsRecord } from "@cdktf/provider-digitalocean/lib/record";
 import { ReservedIp } from "@cdktf/provider-digitalocean/lib/reserved-ip";
 import { ReservedIpAssignment } from "@cdktf/provider-digitalocean/lib/reserved-ip-assignment";
 import { Tag } from "@cdktf/provider-digitalocean/lib/tag";
+import { UptimeAlert } from "@cdktf/provider-digitalocean/lib/uptime-alert";
+import { UptimeCheck } from "@cdktf/provider-digitalocean/lib/uptime-check";
 import { Volume } from "@cdktf/provider-digitalocean/lib/volume";
 import { VolumeAttachment } from "@cdktf/provider-digitalocean/lib/volume-attachment";
-import { Token } from "cdktf";
+import { Token, TerraformVariable } from "cdktf";
 import { Construct } from "constructs";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
 import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform.ts";
@@ -53,6 +56,7 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     this.ipv6 = droplet.ipv6Address;
     this.createDnsRecords();
     this.createProject([droplet.urn, volume.urn, address.urn]);
+    this.createAlerts(droplet, address);
   }
 
   private createVolume(): Volume {
@@ -147,6 +151,83 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     new DnsRecord(this, "DnsAAAA", { domain: zone, type: "AAAA", name, value: this.ipv6, ttl: 300 });
   }
 
+  /**
+   * DigitalOcean's own alerts, beside the watcher on the server (which also sees replication, backups and the
+   * volume). Monitor alerts read the metrics agent (`monitoring: true`); the uptime check probes the health URL
+   * from outside, so it also notices what the server cannot report: the droplet down, its network, DNS, the
+   * certificate. Nothing is created without a recipient (alerts.emails / alerts.slackChannel).
+   */
+  private createAlerts(droplet: Droplet, address: ReservedIp): void {
+    const recipients = this.alertRecipients();
+    if (!recipients) return;
+    const stack = this.env.stackName;
+    const entities = [droplet.id];
+    for (const metric of DROPLET_ALERTS) {
+      new MonitorAlert(this, metric.id, {
+        type: metric.type,
+        compare: "GreaterThan",
+        value: metric.percent,
+        window: metric.window,
+        entities,
+        description: `${stack}: ${metric.what} above ${metric.percent} % for ${metric.window}`,
+        enabled: true,
+        alerts: recipients,
+      });
+    }
+
+    // With a domain, the URL users reach (and Caddy's certificate); without one, Caddy serves plain HTTP on the
+    // reserved IP, which the firewall opens to the world: the check probes that.
+    const domain = this.env.domain?.name;
+    const scheme = domain ? "https" : "http";
+    const check = new UptimeCheck(this, "UptimeCheck", {
+      name: `${stack} health`,
+      type: scheme,
+      target: `${scheme}://${domain ?? address.ipAddress}${this.env.app.healthPath}`,
+      regions: UPTIME_REGIONS,
+      enabled: true,
+    });
+    const notifications = [recipients];
+    const uptimeAlert = (id: string, config: { type: string; name: string; comparison: string; threshold: number; period: string }) =>
+      new UptimeAlert(this, id, { checkId: check.id, notifications, ...config });
+    // Down from every probe region for 2 minutes (the shortest period): one region's network trouble is not the server's.
+    uptimeAlert("UptimeDown", { type: "down_global", name: `${stack}: health URL down`, comparison: "less_than", threshold: 1, period: "2m" });
+    // The health path answers from memory in milliseconds; 2 s for 5 minutes from afar means a saturated server.
+    uptimeAlert("UptimeLatency", { type: "latency", name: `${stack}: health URL slower than 2 s`, comparison: "greater_than", threshold: 2000, period: "5m" });
+    if (domain) {
+      // Caddy renews 30 days before expiry: 14 days left means renewal has failed for two weeks.
+      uptimeAlert("UptimeSslExpiry", { type: "ssl_expiry", name: `${stack}: certificate expires within 14 days`, comparison: "less_than", threshold: 14, period: "5m" });
+    }
+  }
+
+  /**
+   * Where DigitalOcean sends its alerts; undefined when nobody would receive them. The Slack webhook URL grants
+   * posting to the channel: a sensitive variable, so it never appears in the synthesized Terraform.
+   */
+  private alertRecipients(): { email?: string[]; slack?: { channel: string; url: string }[] } | undefined {
+    const { emails, slackChannel } = this.env.alerts;
+    if (emails.length === 0 && !slackChannel) return undefined;
+    const recipients: { email?: string[]; slack?: { channel: string; url: string }[] } = {};
+    if (emails.length > 0) recipients.email = [...emails];
+    if (slackChannel) {
+      const url = new TerraformVariable(this, "AlertSlackWebhookUrl", {
+        type: "string",
+        sensitive: true,
+        nullable: false,
+        description: `Slack incoming-webhook URL for DigitalOcean's alerts to ${slackChannel} (set TF_VAR_${SLACK_URL_VARIABLE}).`,
+        validation: [
+          {
+            condition: `\${can(regex("^https://hooks\\\\.slack\\\\.com/\\\\S+$", var.${SLACK_URL_VARIABLE}))}`,
+            errorMessage: "The Slack webhook URL must be an https://hooks.slack.com/… incoming-webhook URL.",
+          },
+        ],
+      });
+      // The name users set TF_VAR_ for: stable, not derived from the construct path.
+      url.overrideLogicalId(SLACK_URL_VARIABLE);
+      recipients.slack = [{ channel: slackChannel, url: url.stringValue }];
+    }
+    return recipients;
+  }
+
   private createProject(resources: string[]): void {
     new Project(this, "Project", {
       name: this.env.names.server,
@@ -157,6 +238,24 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     });
   }
 }
+
+/** The sensitive variable holding the Slack webhook URL of alerts.slackChannel. */
+export const SLACK_URL_VARIABLE = "alert_slack_webhook_url";
+
+/**
+ * The droplet's monitor alerts (DigitalOcean's windows: 5m, 10m, 30m, 1h). CPU and memory wait 10 minutes: a deploy,
+ * the fallback backup or the restore drill saturates a 1-vCPU droplet for a minute or two, and that is no news.
+ * The root disk matches the watcher's warning (80 %) at the shortest window: it does not recover by itself.
+ * (DigitalOcean's disk metric is the root disk only; the volume is the watcher's.)
+ */
+const DROPLET_ALERTS = [
+  { id: "AlertCpu", type: "v1/insights/droplet/cpu", what: "CPU", percent: 90, window: "10m" },
+  { id: "AlertMemory", type: "v1/insights/droplet/memory_utilization_percent", what: "memory use", percent: 90, window: "10m" },
+  { id: "AlertRootDisk", type: "v1/insights/droplet/disk_utilization_percent", what: "root disk use", percent: 80, window: "5m" },
+] as const;
+
+/** Every region DigitalOcean probes from, so that "down everywhere" means the server, not one path to it. */
+const UPTIME_REGIONS = ["us_east", "us_west", "eu_west", "se_asia"];
 
 export const digitalOcean: ServerPlatform = {
   create: (scope, props) => new DigitalOceanServer(scope, "Server", props),
