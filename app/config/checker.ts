@@ -13,7 +13,10 @@ export function durationSeconds(value: string): number | undefined {
 /** Collects problems for one client file; each check adds at most one problem per field. */
 export class Checker {
   readonly problems: ConfigProblem[] = [];
-  constructor(private readonly file: string) {}
+  private readonly file: string;
+  constructor(file: string) {
+    this.file = file;
+  }
 
   add(path: string, message: string): void {
     this.problems.push(new ConfigProblem(this.file, path, message));

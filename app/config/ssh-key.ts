@@ -30,7 +30,10 @@ export type ParsedKey =
 /** Reads the SSH wire format's length-prefixed strings; undefined once the blob runs short. */
 class Reader {
   private at = 0;
-  constructor(private readonly blob: Buffer) {}
+  private readonly blob: Buffer;
+  constructor(blob: Buffer) {
+    this.blob = blob;
+  }
   string(): Buffer | undefined {
     if (this.at + 4 > this.blob.length) return undefined;
     const length = this.blob.readUInt32BE(this.at);

@@ -130,17 +130,30 @@ export class Machine {
   private startedAt = 0;
   private discarded = false;
 
+  private readonly teardown: Teardown;
+  private readonly options: MachineOptions;
+  /** Host directory holding the machine's disk (overlay), console log and seed. */
+  readonly dir: string;
+  /** The machine's root filesystem as seen from the host (its own mounts, like the volume, are not visible). */
+  readonly root: string;
+  readonly nic: MachineNic;
+  /** systemd-nspawn's machine name (unique per run; the hostname is set by cloud-init). */
+  readonly machineName: string;
   private constructor(
-    private readonly teardown: Teardown,
-    private readonly options: MachineOptions,
-    /** Host directory holding the machine's disk (overlay), console log and seed. */
-    readonly dir: string,
-    /** The machine's root filesystem as seen from the host (its own mounts, like the volume, are not visible). */
-    readonly root: string,
-    readonly nic: MachineNic,
-    /** systemd-nspawn's machine name (unique per run; the hostname is set by cloud-init). */
-    readonly machineName: string,
-  ) {}
+    teardown: Teardown,
+    options: MachineOptions,
+    dir: string,
+    root: string,
+    nic: MachineNic,
+    machineName: string,
+  ) {
+    this.teardown = teardown;
+    this.options = options;
+    this.dir = dir;
+    this.root = root;
+    this.nic = nic;
+    this.machineName = machineName;
+  }
 
   /** Prepares a machine's disk, seed and network, without booting it. */
   static async create(teardown: Teardown, options: MachineOptions): Promise<Machine> {

@@ -27,12 +27,16 @@ export interface RunResult {
 }
 
 export class CommandError extends Error {
+  readonly argv: readonly string[];
+  readonly result: RunResult;
   constructor(
-    readonly argv: readonly string[],
-    readonly result: RunResult,
+    argv: readonly string[],
+    result: RunResult,
     reason: string,
   ) {
     super(`command failed (${reason}): ${formatArgv(argv)}\n${tail(result.stderr || result.stdout, 30)}`);
+    this.argv = argv;
+    this.result = result;
     this.name = "CommandError";
   }
 }

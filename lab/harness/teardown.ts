@@ -44,11 +44,16 @@ export class Teardown {
   private readonly entries: Entry[] = [];
   private done = false;
 
+  /** A fresh directory for this run's scratch files (removed by `run()`). */
+  readonly workDir: string;
+  private readonly journal: string;
   private constructor(
-    /** A fresh directory for this run's scratch files (removed by `run()`). */
-    readonly workDir: string,
-    private readonly journal: string,
-  ) {}
+    workDir: string,
+    journal: string,
+  ) {
+    this.workDir = workDir;
+    this.journal = journal;
+  }
 
   /**
    * Starts a run: releases what crashed runs left behind, then opens this run's journal and work dir.

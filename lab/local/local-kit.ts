@@ -105,7 +105,11 @@ export class LocalKit {
   private replicator?: ChildProcess;
   private replicatorSaid = "";
 
-  constructor(readonly access: S3Access, readonly environment: ResolvedEnvironment, extra: Record<string, TemplateValue> = {}) {
+  readonly access: S3Access;
+  readonly environment: ResolvedEnvironment;
+  constructor(access: S3Access, environment: ResolvedEnvironment, extra: Record<string, TemplateValue> = {}) {
+    this.access = access;
+    this.environment = environment;
     this.root = mkdtempSync(join(tmpdir(), "kit-local-"));
     const server = concreteServerValues(environment, { s3Endpoint: access.endpoint, s3Credentials: { accessKeyId: access.accessKeyId, secretAccessKey: access.secretAccessKey } });
     const base = templateValues(environment, server);

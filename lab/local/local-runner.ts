@@ -11,7 +11,10 @@ import type { Runner } from "../../scripts/lib/state.ts";
 export class LocalRunner implements Runner {
   readonly destination = "this machine";
 
-  constructor(private readonly env: NodeJS.ProcessEnv) {}
+  private readonly env: NodeJS.ProcessEnv;
+  constructor(env: NodeJS.ProcessEnv) {
+    this.env = env;
+  }
 
   run(step: Step, options: RunOptions = {}): Promise<RunResult> {
     return new Promise((resolve, reject) => {

@@ -39,8 +39,10 @@ export class S3Error extends Error {
   /** Response headers S3 sets with this error (a delete marker answers 404 with x-amz-delete-marker). */
   readonly headers: Readonly<Record<string, string>>;
 
-  constructor(readonly code: S3ErrorCode, message?: string, details: Record<string, string> = {}, headers: Record<string, string> = {}) {
+  readonly code: S3ErrorCode;
+  constructor(code: S3ErrorCode, message?: string, details: Record<string, string> = {}, headers: Record<string, string> = {}) {
     super(message ?? KNOWN[code][1]);
+    this.code = code;
     this.status = KNOWN[code][0];
     this.details = details;
     this.headers = headers;

@@ -43,7 +43,10 @@ export const userArn = (user: LabUser) => `arn:aws:iam::${LAB_ACCOUNT_ID}:user/$
 export class Authorizer {
   readonly log: Decision[] = [];
 
-  constructor(private readonly bucketPolicies: ReadonlyMap<string, PolicyDocument>) {}
+  private readonly bucketPolicies: ReadonlyMap<string, PolicyDocument>;
+  constructor(bucketPolicies: ReadonlyMap<string, PolicyDocument>) {
+    this.bucketPolicies = bucketPolicies;
+  }
 
   async authorize(r: {
     requestId: string;

@@ -85,7 +85,10 @@ interface Call {
 /** One link for all downloads: each chunk leaves once the link has carried the chunks before it. */
 class Link {
   private freeAt = 0;
-  constructor(private readonly bytesPerSecond: number) {}
+  private readonly bytesPerSecond: number;
+  constructor(bytesPerSecond: number) {
+    this.bytesPerSecond = bytesPerSecond;
+  }
   stream(): Transform {
     return new Transform({
       transform: (chunk: Buffer, _encoding, done) => {

@@ -173,8 +173,10 @@ export function chunkSignature(key: Buffer, amzDate: string, c: Credential, prev
 /** Passes the body through, computing its sha256; at the end it must equal the signed hash. */
 export class Sha256Check extends Transform {
   private readonly hash = createHash("sha256");
-  constructor(private readonly expected: string) {
+  private readonly expected: string;
+  constructor(expected: string) {
     super();
+    this.expected = expected;
   }
   _transform(chunk: Buffer, _: BufferEncoding, done: TransformCallback): void {
     this.hash.update(chunk);
@@ -201,8 +203,12 @@ export class AwsChunkedDecoder extends Transform {
   private finished = false;
   private decoded = 0;
 
-  constructor(private readonly v: Verified, private readonly decodedLength: number) {
+  private readonly v: Verified;
+  private readonly decodedLength: number;
+  constructor(v: Verified, decodedLength: number) {
     super();
+    this.v = v;
+    this.decodedLength = decodedLength;
     this.previous = v.signature;
   }
 

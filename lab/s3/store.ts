@@ -94,7 +94,9 @@ export class Store {
   readonly buckets = new Map<string, Bucket>();
   private readonly dataDir: string;
 
-  constructor(readonly dir: string) {
+  readonly dir: string;
+  constructor(dir: string) {
+    this.dir = dir;
     this.dataDir = join(dir, "data");
     mkdirSync(this.dataDir, { recursive: true });
   }

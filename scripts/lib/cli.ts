@@ -133,7 +133,10 @@ export const stepLine = (title: string) => say(`▸ ${title}`);
  */
 export class Later {
   private value?: string;
-  constructor(public description: string) {}
+  description: string;
+  constructor(description: string) {
+    this.description = description;
+  }
   set(value: string): void {
     this.value = value;
   }
@@ -173,7 +176,12 @@ export class Plan {
   private readonly guards: Guard[] = [];
   private reads = 0;
 
-  constructor(readonly heading: string, readonly dryRun: boolean) {}
+  readonly heading: string;
+  readonly dryRun: boolean;
+  constructor(heading: string, dryRun: boolean) {
+    this.heading = heading;
+    this.dryRun = dryRun;
+  }
 
   /** A read-only step that runs now, in a dry run too; what it returns shapes the rest of the plan. */
   async read<T>(title: string, body: () => Promise<T>): Promise<T> {

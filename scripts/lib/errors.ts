@@ -3,12 +3,14 @@
  * `fix:` lines and set a non-zero exit code; nothing else is printed for an OpsError (no stack trace).
  */
 export class OpsError extends Error {
+  /** What the operator should do next: commands to run, flags to pass. */
+  readonly fix: string;
   constructor(
     message: string,
-    /** What the operator should do next: commands to run, flags to pass. */
-    readonly fix: string,
+    fix: string,
   ) {
     super(message);
+    this.fix = fix;
     this.name = "OpsError";
   }
 }

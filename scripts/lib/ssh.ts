@@ -77,9 +77,13 @@ export interface RunOptions {
 
 /** A step that exited non-zero (its output is kept for the caller's message). */
 export class StepFailed extends OpsError {
-  constructor(readonly title: string, readonly result: RunResult, fix: string) {
+  readonly title: string;
+  readonly result: RunResult;
+  constructor(title: string, result: RunResult, fix: string) {
     const tail = result.stderr.trim().split("\n").slice(-8).join("\n    ");
     super(`step "${title}" failed (exit ${result.exitCode})${tail ? `:\n    ${tail}` : ""}`, fix);
+    this.title = title;
+    this.result = result;
   }
 }
 
@@ -101,7 +105,11 @@ const spawnIgnoringStdinErrors: typeof spawn = ((...args: Parameters<typeof spaw
 export class SshRunner {
   readonly destination: string;
 
-  constructor(readonly target: SshTarget, readonly settings: SshSettings = {}) {
+  readonly target: SshTarget;
+  readonly settings: SshSettings;
+  constructor(target: SshTarget, settings: SshSettings = {}) {
+    this.target = target;
+    this.settings = settings;
     this.destination = `${target.user}@${target.host}${target.port && target.port !== 22 ? `:${target.port}` : ""}`;
   }
 

@@ -26,12 +26,14 @@ const SCHEMA: Schema<HcloudProviderConfig> = {
 
 /** The hcloud provider, pinned to the version the bindings in this folder follow. */
 export class HcloudProvider extends TerraformProvider {
-  constructor(scope: Construct, id: string, private readonly config: HcloudProviderConfig = {}) {
+  private readonly config: HcloudProviderConfig;
+  constructor(scope: Construct, id: string, config: HcloudProviderConfig = {}) {
     super(scope, id, {
       terraformResourceType: HCLOUD_PROVIDER.name,
       terraformGeneratorMetadata: HCLOUD_METADATA,
       terraformProviderSource: HCLOUD_PROVIDER.source,
     });
+    this.config = config;
   }
 
   protected override synthesizeAttributes(): Record<string, unknown> {

@@ -150,12 +150,13 @@ export function toHclAttributes(schema: Schema<any>, config: Record<string, unkn
 export abstract class HcloudResource<Config extends object> extends TerraformResource {
   private readonly attributeValues: Record<string, unknown>;
 
+  private readonly schema: Schema<Config>;
   protected constructor(
     scope: Construct,
     id: string,
     terraformResourceType: string,
     config: Config & TerraformMetaArguments,
-    private readonly schema: Schema<Config>,
+    schema: Schema<Config>,
   ) {
     super(scope, id, {
       terraformResourceType,
@@ -168,6 +169,7 @@ export abstract class HcloudResource<Config extends object> extends TerraformRes
       connection: config.connection,
       forEach: config.forEach,
     });
+    this.schema = schema;
     this.attributeValues = { ...config } as Record<string, unknown>;
   }
 

@@ -17,8 +17,10 @@ const SCHEMA: Schema<DataSshKeyConfig> = { name: attr.string };
 export class DataSshKey extends TerraformDataSource {
   static readonly tfResourceType = "hcloud_ssh_key";
 
-  constructor(scope: Construct, id: string, private readonly config: DataSshKeyConfig) {
+  private readonly config: DataSshKeyConfig;
+  constructor(scope: Construct, id: string, config: DataSshKeyConfig) {
     super(scope, id, { terraformResourceType: DataSshKey.tfResourceType, terraformGeneratorMetadata: HCLOUD_METADATA });
+    this.config = config;
   }
 
   /** ID of the key (Number in the provider schema); `ssh_keys` of a server takes it. */
