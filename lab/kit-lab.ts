@@ -38,6 +38,7 @@ import {
   Teardown,
   type Volume,
 } from "./harness/index.ts";
+import type { DebianSuite } from "./harness/rootfs.ts";
 
 export interface KitLab {
   readonly teardown: Teardown;
@@ -90,12 +91,15 @@ export default lab;
   return dir;
 }
 
-/** Sets up everything a kit server needs around it. Call `lab.teardown.run()` in afterAll. */
-export async function createKitLab(): Promise<KitLab> {
+/**
+ * Sets up everything a kit server needs around it; its servers boot the Debian `suite` image (@default
+ * the harness's default, bookworm). Call `lab.teardown.run()` in afterAll.
+ */
+export async function createKitLab(options: { readonly suite?: DebianSuite } = {}): Promise<KitLab> {
   const teardown = await Teardown.begin();
   const timings: string[] = [];
-  const rootfs = await ensureRootfs();
-  timings.push(rootfs.buildMs === undefined ? "rootfs: cached" : `rootfs build: ${seconds(rootfs.buildMs)}`);
+  const rootfs = await ensureRootfs({ suite: options.suite });
+  timings.push(rootfs.buildMs === undefined ? `rootfs ${rootfs.suite}: cached` : `rootfs ${rootfs.suite} build: ${seconds(rootfs.buildMs)}`);
   const network = await createLabNetwork(teardown);
   const host = network.hostAddress;
   const [mirror, s3, repo, sshKey] = await Promise.all([

@@ -27,7 +27,7 @@ describe("client validation", () => {
     const [env] = loadEnvironments(AGENCY, [{ config: client({}), file: FILE }]);
     expect(env.stackName).toBe("acme-prod");
     expect(env.size).toBe("s-1vcpu-1gb");
-    expect(env.image).toBe("debian-12-x64");
+    expect(env.image).toBe("debian-13-x64");
     expect(env.app.port).toBe(8000);
     expect(env.app.healthPath).toBe("/healthz");
     expect(env.backups.litestream).toEqual({ syncInterval: "1s", snapshotInterval: "1h", retention: "72h" });

@@ -84,10 +84,10 @@ describe("example-prod (DigitalOcean)", () => {
   });
 
   describe("server", () => {
-    test("droplet: monitoring, IPv6, tags, Debian 12, configured size and region", () => {
+    test("droplet: monitoring, IPv6, tags, Debian 13 (the default image), configured size and region", () => {
       expect(stack.resource("digitalocean_droplet")).toMatchObject({
         name: "pixelco-example-prod",
-        image: "debian-12-x64",
+        image: "debian-13-x64",
         size: "s-1vcpu-1gb",
         region: "fra1",
         monitoring: true,

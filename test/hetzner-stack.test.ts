@@ -68,11 +68,11 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
   });
 
   describe("server", () => {
-    test("cx23, Debian 12, in the configured location, with the kit's labels", () => {
+    test("cx23, Debian 13 (the default image), in the configured location, with the kit's labels", () => {
       expect(stack.resource("hcloud_server")).toMatchObject({
         name: "pixelco-examplehz-prod",
         server_type: "cx23",
-        image: "debian-12",
+        image: "debian-13",
         location: "fsn1",
         shutdown_before_deletion: true,
         labels: { managedBy: "kit", agency: "pixelco", client: "examplehz", environment: "prod" },

@@ -25,16 +25,16 @@ describe("Hetzner environments", () => {
     expect(problemsOf(exampleHetzner)).toEqual([]);
   });
 
-  test("defaults: server type cx23 (CX22 is retired), image debian-12", () => {
+  test("defaults: server type cx23 (CX22 is retired), image debian-13", () => {
     const [env] = loadEnvironments(AGENCY, [{ config: hetzner({ size: undefined, image: undefined }), file: FILE }]);
-    expect(env).toMatchObject({ provider: "hetzner", region: "fsn1", size: "cx23", image: "debian-12" });
+    expect(env).toMatchObject({ provider: "hetzner", region: "fsn1", size: "cx23", image: "debian-13" });
   });
 
   test("DigitalOcean region, size and image on a Hetzner environment: one problem per field, naming both providers", () => {
     expect(problemsOf(hetzner({ region: "fra1", size: "s-1vcpu-1gb", image: "debian-12-x64" }))).toEqual([
       `${FILE}: environments.prod.region: "fra1" is a DigitalOcean region, but this environment's provider is Hetzner Cloud; use one of fsn1, nbg1, hel1, ash, hil, sin`,
       `${FILE}: environments.prod.size: "s-1vcpu-1gb" is a DigitalOcean size, but this environment's provider is Hetzner Cloud; use one of cx23, cx33, cx43, cpx22, cpx32`,
-      `${FILE}: environments.prod.image: "debian-12-x64" is a DigitalOcean image, but this environment's provider is Hetzner Cloud; use one of debian-12`,
+      `${FILE}: environments.prod.image: "debian-12-x64" is a DigitalOcean image, but this environment's provider is Hetzner Cloud; use one of debian-13, debian-12`,
     ]);
     expect(problemsOf(hetzner({ region: "fsn1", size: "cx23", image: "debian-12" }))).toEqual([]);
   });

@@ -14,7 +14,7 @@ const exampleHetzner: ClientConfig = {
       provider: "hetzner",
       region: "fsn1", // fsn1, nbg1, hel1 (EU); ash, hil (US); sin — the cx types are sold in the EU only
       // size: "cx23",                 // default; see docs/providers.md for prices
-      // image: "debian-12",           // default; the only image the bootstrap is proven on
+      // image: "debian-13",           // default (Debian 13); "debian-12" is still supported
       sshKeys: [
         // Uploaded to the Hetzner project as "<server name>-<key name>" (names must be unique per project).
         { name: "jane", publicKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB1Pi+dxBgCDQeTMNkDZHlzCeyiA/We8fipfGJLSxRve jane@pixelco.example" },

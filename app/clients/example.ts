@@ -12,7 +12,7 @@ const shared = {
   provider: "digitalocean",
   region: "fra1",
   // size: "s-1vcpu-1gb",          // default; see README for prices
-  // image: "debian-12-x64",       // default; the only image the bootstrap is proven on
+  // image: "debian-13-x64",       // default (Debian 13); "debian-12-x64" is still supported
   sshKeys: [
     // Replace with your staff's keys. On DigitalOcean, register each key once in the account under the
     // same name (Settings → Security): the droplet is created with it, so DigitalOcean never mails a root password.

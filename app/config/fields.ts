@@ -390,7 +390,11 @@ export const ENVIRONMENT = {
       at.check.add(at.path, problem.notOneOf(size, `a ${facts.title} size offered in ${region}`, Object.keys(facts.sizes).filter(offeredIn)));
     },
   ),
-  /** OS image; the provider's default. The bootstrap is proven (booted in the tests) on Debian 12 only. */
+  /**
+   * OS image; the provider's default (Debian 13: debian-13-x64 on DigitalOcean, debian-13 on Hetzner). The
+   * bootstrap is proven on Debian 13 and Debian 12, both booted in the e2e tier; pin Debian 12 only to match
+   * existing servers.
+   */
   image: field.byProvider((facts) => facts.defaultImage, providerValue("image")),
   /** Keys allowed to log in as the `deploy` user. At least one. */
   sshKeys: field.required<readonly SshKey[]>((keys, at) => {

@@ -12,7 +12,10 @@ export interface ProviderFacts {
   /** Server sizes the kit accepts, with their list price per month (USD or EUR as `currency` says). */
   readonly sizes: Readonly<Record<string, number>>;
   readonly defaultSize: string;
-  /** Images the bootstrap is proven on (the boot tests reproduce them). */
+  /**
+   * Images the bootstrap is proven on: the e2e tier boots each as a debootstrapped root filesystem of the
+   * same Debian release (lab/harness/rootfs.ts: Debian 13 in debian-13.e2e.test.ts, Debian 12 in the rest).
+   */
   readonly images: readonly string[];
   readonly defaultImage: string;
   readonly currency: "USD" | "EUR";
@@ -40,8 +43,9 @@ export const DIGITALOCEAN: ProviderFacts = {
     "s-4vcpu-8gb": 48,
   },
   defaultSize: "s-1vcpu-1gb",
-  images: ["debian-12-x64"],
-  defaultImage: "debian-12-x64",
+  // Debian 13 (trixie) is Debian's stable release; Debian 12 (oldstable) stays supported for existing servers.
+  images: ["debian-13-x64", "debian-12-x64"],
+  defaultImage: "debian-13-x64",
   currency: "USD",
   volumePricePerGiB: 0.1,
   addressPrice: 0,
@@ -70,8 +74,8 @@ export const HETZNER: ProviderFacts = {
     cpx32: 10,
   },
   defaultSize: "cx23",
-  images: ["debian-12"],
-  defaultImage: "debian-12",
+  images: ["debian-13", "debian-12"],
+  defaultImage: "debian-13",
   currency: "EUR",
   volumePricePerGiB: 0.044,
   addressPrice: 0.5,

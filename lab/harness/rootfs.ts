@@ -1,29 +1,35 @@
 /**
- * The droplet's disk image: a Debian 12 (bookworm) root filesystem that boots under systemd-nspawn and runs
- * cloud-init, standing in for the provider's "debian-12-x64" cloud image.
+ * The droplet's disk image: a Debian 12 (bookworm) or Debian 13 (trixie) root filesystem that boots under
+ * systemd-nspawn and runs cloud-init, standing in for the provider's "debian-12-x64" / "debian-13-x64"
+ * cloud image.
  *
- * It is built once with debootstrap and cached outside the checkout, keyed by a hash of the recipe below
- * (package lists, commands, files written, host apt sources). The build runs in a temporary directory that
+ * Each suite is built once with debootstrap and cached outside the checkout, keyed by a hash of the recipe
+ * below (suite, package lists, commands, files written, host apt sources). The build runs in a temporary directory that
  * is renamed into place only when complete, so an interrupted build never leaves a broken cache. Each boot
  * gets its own copy-on-write view of the cache (an overlay mount), so tests never change the cache.
  *
  * Nothing the kit's user data installs (caddy, git, unattended-upgrades, ...) is pre-installed: those come
  * from the Debian mirror at boot, as on a real server. The image carries the host's apt sources so that the
- * container uses the same mirror the host does.
+ * container uses the same mirror the host does (with the image's suite in place of the host's).
  */
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { log, requireRoot, requireTools, run, runSyncQuiet, seconds } from "./process";
-import { processIdentity, removeTree, type Teardown } from "./teardown";
+import { log, requireRoot, requireTools, run, runSyncQuiet, seconds } from "./process.ts";
+import { processIdentity, removeTree, type Teardown } from "./teardown.ts";
 
 /** Where built images are kept between runs. Override with KIT_E2E_CACHE. */
 export const ROOTFS_CACHE_DIR = process.env.KIT_E2E_CACHE ?? "/var/cache/kit-e2e";
 
 /** Bump to force a rebuild when something outside the recipe data changes how the image is built. */
 const RECIPE_VERSION = 1;
-const SUITE = "bookworm";
+
+/** The Debian releases the harness builds, by suite, with the release number the providers' images name. */
+export const DEBIAN_SUITES = { bookworm: 12, trixie: 13 } as const;
+export type DebianSuite = keyof typeof DEBIAN_SUITES;
+/** The image the harness boots unless a test asks for another. */
+export const DEFAULT_SUITE: DebianSuite = "bookworm";
 
 /** What the provider's cloud image has that the kit relies on (the bootstrap installs the rest). */
 export const IMAGE_PACKAGES = [
@@ -82,6 +88,7 @@ export interface Rootfs {
   readonly path: string;
   /** Recipe hash naming the cache entry. */
   readonly key: string;
+  readonly suite: DebianSuite;
   /** How long building took; undefined when the cache was used. */
   readonly buildMs?: number;
 }
@@ -98,11 +105,15 @@ interface Recipe {
   readonly commands: readonly (readonly string[])[];
 }
 
-/** Returns the cached image for the current recipe, building it first if needed. */
-export async function ensureRootfs(): Promise<Rootfs> {
+/** Returns the cached image of `suite` for the current recipe, building it first if needed. */
+export async function ensureRootfs(options: { readonly suite?: DebianSuite } = {}): Promise<Rootfs> {
+  const suite = options.suite ?? DEFAULT_SUITE;
+  if (!Object.hasOwn(DEBIAN_SUITES, suite)) {
+    throw new Error(`ensureRootfs: unknown Debian suite ${JSON.stringify(suite)}; use one of ${Object.keys(DEBIAN_SUITES).join(", ")}`);
+  }
   requireRoot();
   requireTools({ debootstrap: "debootstrap", "systemd-nspawn": "systemd-container" });
-  const recipe = buildRecipe();
+  const recipe = buildRecipe(suite);
   const key = recipeKey(recipe);
   const entry = join(ROOTFS_CACHE_DIR, `rootfs-${key}`);
   const root = join(entry, "root");
@@ -110,13 +121,13 @@ export async function ensureRootfs(): Promise<Rootfs> {
     log(`rootfs ${key} is cached at ${root}`);
     markUsed(entry);
     await pruneUnusedImages();
-    return { path: root, key };
+    return { path: root, key, suite };
   }
   mkdirSync(ROOTFS_CACHE_DIR, { recursive: true });
   await removeAbandonedBuilds();
   await pruneUnusedImages();
   const started = Date.now();
-  log(`building rootfs ${key} (debootstrap ${SUITE} from ${recipe.mirror}; takes a few minutes, once)`);
+  log(`building rootfs ${key} (debootstrap ${suite} from ${recipe.mirror}; takes a few minutes, once)`);
   const self = processIdentity(process.pid)!;
   const staging = join(ROOTFS_CACHE_DIR, `.build-${key}-${self.pid}-${self.startTime}`);
   try {
@@ -129,7 +140,7 @@ export async function ensureRootfs(): Promise<Rootfs> {
   }
   const buildMs = Date.now() - started;
   log(`rootfs ${key} built in ${seconds(buildMs)} at ${root}`);
-  return { path: root, key, buildMs };
+  return { path: root, key, suite, buildMs };
 }
 
 /**
@@ -147,11 +158,11 @@ export async function bootCopy(teardown: Teardown, rootfs: Rootfs, dir: string):
 }
 
 /** The recipe as data: everything that decides the image's content, so its hash is the cache key. */
-function buildRecipe(): Recipe {
-  const apt = hostAptConfig();
+function buildRecipe(suite: DebianSuite): Recipe {
+  const apt = hostAptConfig(suite);
   return {
     version: RECIPE_VERSION,
-    suite: SUITE,
+    suite,
     mirror: apt.mirror,
     packages: IMAGE_PACKAGES,
     aptPackages: IMAGE_APT_PACKAGES,
@@ -262,17 +273,22 @@ function recipeKey(recipe: Recipe): string {
 }
 
 interface HostApt {
-  /** The Debian mirror the host uses for `bookworm` (debootstrap downloads from it). */
+  /** The Debian mirror the host uses for its own suite (debootstrap downloads the image's suite from it). */
   readonly mirror: string;
   /** Host apt files to copy into the image, by path. */
   readonly files: Record<string, string>;
 }
 
+/** The suites a host's Debian sources may name (the harness runs on Debian 12 or 13). */
+const HOST_SUITES = Object.keys(DEBIAN_SUITES) as DebianSuite[];
+
 /**
  * The host's apt sources (so the container reaches the same mirror) and the host's settings for checking
- * Release file dates (a dated snapshot mirror needs Check-Valid-Until off, or apt rejects it).
+ * Release file dates (a dated snapshot mirror needs Check-Valid-Until off, or apt rejects it). The sources
+ * name the image's `suite` where they named the host's (bookworm-security becomes trixie-security, …):
+ * Debian's mirrors serve every release from the same URIs.
  */
-function hostAptConfig(): HostApt {
+function hostAptConfig(suite: DebianSuite = DEFAULT_SUITE): HostApt {
   const files: Record<string, string> = {};
   const sourcesDir = "/etc/apt/sources.list.d";
   const sourceFiles = [
@@ -286,11 +302,14 @@ function hostAptConfig(): HostApt {
     const content = readFileSync(path, "utf8");
     const found = debianMirror(content);
     if (!found) continue; // only Debian's own sources (a host's third-party repos stay on the host)
-    mirror ??= found;
-    files[path === "/etc/apt/sources.list" ? join(sourcesDir, "host.list") : path] = content;
+    mirror ??= found.uri;
+    const forImage = content.replace(new RegExp(`\\b${found.suite}(?=[-\\s]|$)`, "gm"), suite);
+    files[path === "/etc/apt/sources.list" ? join(sourcesDir, "host.list") : path] = forImage;
   }
   if (!mirror) {
-    throw new Error(`no apt source for Debian ${SUITE} found in /etc/apt/sources.list{,.d}: the image needs a Debian mirror`);
+    throw new Error(
+      `no apt source for Debian ${HOST_SUITES.join(" or ")} found in /etc/apt/sources.list{,.d}: the ${suite} image needs a Debian mirror (add one serving main)`,
+    );
   }
   files["/etc/apt/apt.conf.d/90kit-e2e-host"] = hostAcquireSettings();
   return { mirror, files };
@@ -315,17 +334,20 @@ function hostAcquireSettings(): string {
   return `// Copied from the host's apt configuration by the kit's e2e harness.\n${lines.join("\n")}\n`;
 }
 
-/** The first URI serving `bookworm` from `main`, in either one-line or deb822 format. */
-function debianMirror(content: string): string | undefined {
+/** The first URI serving a Debian release (HOST_SUITES) from `main`, and that suite, in one-line or deb822 format. */
+function debianMirror(content: string): { uri: string; suite: DebianSuite } | undefined {
+  const known = (name: string | undefined) => HOST_SUITES.find((suite) => suite === name);
   for (const line of content.split("\n")) {
     const match = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s+.*\bmain\b/.exec(line.trim());
-    if (match && match[2] === SUITE) return match[1];
+    const suite = known(match?.[2]);
+    if (match && suite) return { uri: match[1], suite };
   }
   for (const stanza of content.split(/\n\s*\n/)) {
     const field = (name: string) => new RegExp(`^${name}:\\s*(.+)$`, "mi").exec(stanza)?.[1].trim().split(/\s+/) ?? [];
     if (/^Enabled:\s*no/im.test(stanza)) continue;
-    if (field("Types").includes("deb") && field("Suites").includes(SUITE) && field("Components").includes("main")) {
-      return field("URIs")[0];
+    const suite = field("Suites").map(known).find(Boolean);
+    if (field("Types").includes("deb") && suite && field("Components").includes("main")) {
+      return { uri: field("URIs")[0], suite };
     }
   }
   return undefined;

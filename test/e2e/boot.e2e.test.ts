@@ -10,62 +10,20 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { DENO, LITESTREAM } from "../../cloud-init/artifacts.ts";
 import { LAYOUT } from "../../cloud-init/layout.ts";
-import { createSshKey, log, restoreReplica, run, sshArgv } from "../../lab/harness/index.ts";
-import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab.ts";
+import { createSshKey, log, run, sshArgv } from "../../lab/harness/index.ts";
+import { createKitLab, type KitLab, type KitServer, labEnvironment, printTimings } from "../../lab/kit-lab.ts";
+import { bootHealthy as bootHealthyIn, expectReplicated as expectReplicatedIn, postRows, restoredIds as restoredIdsIn } from "./boot-checks.ts";
 
-const WAIT = { timeoutMs: 60_000, intervalMs: 500 };
 let lab: KitLab;
 let server: KitServer;
 
-/** Boots a server and waits for its bootstrap; records the timings. */
-async function bootHealthy(name: string, options: Omit<Parameters<typeof bootKitServer>[1], "name">): Promise<KitServer> {
-  const started = Date.now();
-  const booted = await bootKitServer(lab, { name, ...options });
-  const result = await waitForBootstrap(booted);
-  expect(result.status).toBe("done");
-  lab.timings.push(`${name}: boot -> cloud-init done ${(result.bootMs / 1000).toFixed(1)} s`);
-  await booted.machine.waitFor(async () => (await booted.http("/healthz").catch(() => undefined))?.status === 200, {
-    ...WAIT,
-    what: `${name}: GET /healthz through Caddy to answer 200`,
-  });
-  lab.timings.push(`${name}: boot -> healthy ${((Date.now() - started) / 1000).toFixed(1)} s (including machine setup)`);
-  return booted;
-}
+// The checks every boot proof makes (shared with the Debian 13 suite), on this suite's lab.
+const bootHealthy = (name: string, options: Parameters<typeof bootHealthyIn>[2]) => bootHealthyIn(lab, name, options);
+const restoredIds = (on: KitServer, label: string) => restoredIdsIn(lab, on, label);
+const expectReplicated = (on: KitServer, ids: readonly number[], label: string) => expectReplicatedIn(lab, on, ids, label);
 
 async function root(command: string | readonly string[], on = server): Promise<string> {
   return (await on.machine.exec(command)).stdout.trim();
-}
-
-async function postRows(on: KitServer, n: number): Promise<number[]> {
-  const ids: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const res = await on.http("/rows", { method: "POST" });
-    expect(res.status).toBe(201);
-    ids.push(((await res.json()) as { id: number }).id);
-  }
-  return ids;
-}
-
-/** Restores the server's replica on the host (an outside `litestream restore` with the environment's own backup key); returns its row ids. */
-async function restoredIds(on: KitServer, label: string): Promise<number[]> {
-  const out = join(lab.teardown.workDir, `${label}-${Date.now()}.sqlite3`);
-  await restoreReplica(lab.teardown, out, { s3: lab.s3.forStack(on.env.stackName), replicaPath: `${on.env.names.bucketPrefix}/${LAYOUT.bucket.litestream}` });
-  const check = await run(["sqlite3", out, "PRAGMA integrity_check;"]);
-  expect(check.stdout.trim()).toBe("ok");
-  const ids = await run(["sqlite3", out, "SELECT id FROM rows ORDER BY id;"]);
-  return ids.stdout.split("\n").filter(Boolean).map(Number);
-}
-
-/** Waits until an outside restore holds every id in `ids` (Litestream syncs every second). */
-async function expectReplicated(on: KitServer, ids: readonly number[], label: string): Promise<void> {
-  let last: number[] = [];
-  await on.machine.waitFor(
-    async () => {
-      last = await restoredIds(on, label);
-      return ids.every((id) => last.includes(id));
-    },
-    { timeoutMs: 30_000, intervalMs: 2_000, what: `${label}: rows ${ids.join(",")} to be restorable from S3 (last restore held ${last.length} rows)` },
-  );
 }
 
 beforeAll(async () => {

@@ -20,7 +20,7 @@ export interface ServerConfig {
   readonly name: string;
   /** Server type, e.g. `cx23`. */
   readonly serverType: string;
-  /** Image name or id, e.g. `debian-12`. */
+  /** Image name or id, e.g. `debian-13`. */
   readonly image: string;
   /** Location name, e.g. `fsn1`. */
   readonly location: string;
