@@ -28,8 +28,10 @@ older than ${WATCH_STALE_SECONDS} s (the watcher stopped), is red. Exits 1 when 
   --html FILE     also write one self-contained page: the table and each environment's replication lag
                   over the last day (overwrites only a page this command wrote)
   --dry-run       list the servers and the read step; connect to none
-${COMMON_HELP.replace(/\n {2}--yes[^\n]*/, "")}
---host, --user, --port and --outputs name one server: with one stack only.`;
+${COMMON_HELP.replace(/\n {2}--(yes|dry-run|s3-endpoint) [^\n]*/g, "").replace(/; the SSH keys a deploy\n\s+pushes come from the client file found there/, "")}
+
+--host, --user, --port and --outputs name one server: with one stack only. Each stack's own outputs file
+(outputs/<stack>.json) gives its address, SSH user and backup keys (access_keys: the key's age).`;
 
 /** Flags that name one server's address: meaningless for several. */
 const ONE_SERVER_FLAGS = ["host", "user", "port", "outputs"];
