@@ -72,12 +72,14 @@ export const LAYOUT = {
   /** The pinned Deno and Litestream binaries (installed only after their sha256 matched). */
   binDir: "/usr/local/bin",
   /**
-   * The first-boot bundle: a script that writes every server file (gzip'd in the user data to keep it small);
-   * cloud-init's runcmd runs it just before the bootstrap.
+   * The first-boot bundle: a script that writes every server file, downloaded from the backup bucket by the
+   * fetcher (its sha256 checked first); cloud-init's runcmd runs it just before the bootstrap.
    */
   firstBootBundle: "/run/kit/server-files.sh",
   /** Where downloads land during the bootstrap (tmpfs: never fills the root disk). */
   runDir: "/run/kit",
+  /** The user data's fetcher of the first-boot bundle (first boot only, run by cloud-init's runcmd). */
+  firstBootFetcher: "/run/kit/fetch-server-files.sh",
   /** scripts/deploy.ts holds this lock (an atomic mkdir) while it changes the server; a reboot clears it. */
   deployLock: "/run/kit/deploy.lock",
   /** The kit's state on the root disk. */
@@ -124,6 +126,8 @@ export const LAYOUT = {
   bucket: {
     litestream: "litestream",
     fallback: "fallback",
+    /** The first-boot bundles, `<sha256>.sh.gz` (uploaded by the stack; only read by a server's first boot). */
+    firstBoot: "kit/first-boot",
   },
 } as const;
 

@@ -1,9 +1,9 @@
-import { gzipSync } from "node:zlib";
 import { stringify } from "yaml";
 import type { ResolvedEnvironment } from "../app/config/types.ts";
 import { LAYOUT } from "./layout.ts";
-import { bundleScript } from "./bundle.ts";
-import { type RenderOverrides, type ServerValues, serverFiles } from "./server-files.ts";
+import { type FirstBootObject, firstBootObject } from "./bundle.ts";
+import { type RenderOverrides, type ServerValues, serverFiles, templateValues } from "./server-files.ts";
+import { renderTemplate, type TemplateValue } from "./template.ts";
 
 export type { RenderOverrides, ServerValues } from "./server-files.ts";
 
@@ -19,17 +19,31 @@ export interface RenderOptions {
   readonly overrides?: RenderOverrides;
 }
 
+/** The user data's fetcher of the first-boot bundle: a template of its own, in no server file (first boot only). */
+export const FIRST_BOOT_FETCHER_TEMPLATE = "first-boot/fetch-server-files.sh";
+
+/** How long the fetcher keeps trying S3 (a new IAM key takes seconds to be accepted everywhere). */
+export const FIRST_BOOT_FETCH_SECONDS = 300;
+
+/** A server's first boot: its user data, and the bundle object it downloads (which must be in the bucket first). */
+export interface FirstBoot {
+  readonly userData: string;
+  readonly bundle: FirstBootObject;
+}
+
 /**
- * Renders the first-boot user data (`#cloud-config`) of a client environment. cloud-init only runs it on
- * the first boot of a server; later changes reach the server through scripts/deploy.ts, which pushes the
- * same files (`serverFiles`).
+ * Renders the first boot of a client environment: the user data (`#cloud-config`) and the first-boot bundle
+ * object. cloud-init only runs it on the first boot of a server; later changes reach the server through
+ * scripts/deploy.ts, which pushes the same files (`serverFiles`).
  */
-export function renderUserData(env: ResolvedEnvironment, server: ServerValues, options: RenderOptions): string {
+export function renderFirstBoot(env: ResolvedEnvironment, server: ServerValues, options: RenderOptions): FirstBoot {
   const files = serverFiles(env, server, options.overrides);
-  // Secrets and files holding Terraform references are encoded at apply time, so they cannot be compressed
-  // here: they and sshd's files (needed before sshd first starts) are entries of their own.
+  // Secrets and files holding Terraform references are known only at apply time, and sshd's files are needed
+  // before sshd first starts: those are entries of the user data. Everything else is in the bundle object.
   const bundled = files.filter((file) => !file.early && !file.secret && !HAS_TOKEN.test(file.content));
   const ownEntries = files.filter((file) => !bundled.includes(file));
+  const bundle = firstBootObject(env.names.bucketPrefix, env.stackName, bundled);
+  const fetcher = renderTemplate(FIRST_BOOT_FETCHER_TEMPLATE, fetcherValues(env, server, options.overrides, bundle));
   const config = {
     // Users: `deploy` logs in with keys only; `app` runs the app and owns the data, and cannot log in.
     users: [
@@ -66,26 +80,41 @@ export function renderUserData(env: ResolvedEnvironment, server: ServerValues, o
         // After the packages (a package's config directory must not hold a file before its install).
         ...(file.early ? {} : { defer: true }),
       })),
-      {
-        path: LAYOUT.firstBootBundle,
-        permissions: "0700",
-        encoding: "gz+b64",
-        content: gzipSync(bundleScript(env.stackName, bundled), { level: 9 }).toString("base64"),
-      },
+      // Readable as it lands: what the server downloads, from where, and the hash it must have.
+      { path: LAYOUT.firstBootFetcher, permissions: "0700", content: fetcher, defer: true },
     ],
+    // runcmd's lines run one after another whatever each returns: each step stops the first boot itself.
     // The bootstrap is a systemd unit so that its failure is visible in `systemctl --failed`; on failure its
     // log is also copied into /var/log/cloud-init-output.log.
     runcmd: [
-      ["bash", LAYOUT.firstBootBundle],
+      `bash ${LAYOUT.firstBootFetcher} || exit 1`,
+      `bash ${LAYOUT.firstBootBundle} || exit 1`,
       ["systemctl", "daemon-reload"],
       `systemctl start ${LAYOUT.units.bootstrap} || { journalctl -u ${LAYOUT.units.bootstrap} --no-pager -o cat | tail -n 40; exit 1; }`,
     ],
   };
   const header =
     `#cloud-config\n` +
-    `# First boot of ${env.stackName}, rendered from cloud-init/templates (most files gzip'd in ${LAYOUT.firstBootBundle}).\n` +
+    `# First boot of ${env.stackName}, rendered from cloud-init/templates (most files in the bundle ${LAYOUT.firstBootFetcher} downloads).\n` +
     `# Do not edit on the server: change the client file and run scripts/deploy.ts.\n`;
-  return header + stringify(config, { lineWidth: 0, blockQuote: "literal" });
+  return { userData: header + stringify(config, { lineWidth: 0, blockQuote: "literal" }), bundle };
+}
+
+/** The fetcher's template values: the server's, and the object it must download. */
+export function fetcherValues(env: ResolvedEnvironment, server: ServerValues, overrides: RenderOverrides | undefined, bundle: FirstBootObject): Record<string, TemplateValue> {
+  return {
+    ...templateValues(env, server, overrides),
+    firstBootFetcher: LAYOUT.firstBootFetcher,
+    firstBootBundle: LAYOUT.firstBootBundle,
+    firstBootKey: bundle.key,
+    firstBootSha256: bundle.sha256,
+    firstBootFetchSeconds: FIRST_BOOT_FETCH_SECONDS,
+  };
+}
+
+/** The user data alone (renderFirstBoot): for what only reads it. */
+export function renderUserData(env: ResolvedEnvironment, server: ServerValues, options: RenderOptions): string {
+  return renderFirstBoot(env, server, options).userData;
 }
 
 /** Terraform references (cdktf tokens) can only be encoded at apply time, by Terraform itself. */

@@ -1,15 +1,16 @@
 /**
  * The kit's own user data on the boot harness: a "lab" (test network, artifact mirror, the strict lab S3
  * with every shipped environment's bucket and backup user, the fixture app's git server, an SSH key) and
- * servers booted from `renderUserData` exactly as a droplet would be, with only the download URLs, the S3
- * endpoint and the git URL pointed into the lab. Each server gets its environment's own backup key (what
+ * servers booted from `renderFirstBoot` exactly as a droplet would be (its first-boot bundle put in the
+ * environment's lab bucket, as the stack uploads it), with only the download URLs, the S3 endpoint and the
+ * git URL pointed into the lab. Each server gets its environment's own backup key (what
  * the stack's IAM user gets) and trusts the lab CA from its image's trust store, not from its user data.
  */
 import { join } from "node:path";
 import { mkdirSync, writeFileSync } from "node:fs";
 import type { ResolvedEnvironment, SshKey as ClientSshKey } from "../app/config/types.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
-import { renderUserData, type RenderOverrides } from "../cloud-init/render.ts";
+import { type FirstBoot, renderFirstBoot, type RenderOverrides } from "../cloud-init/render.ts";
 import { digitalOceanVolumeDevice } from "../stacks/server/digitalocean.ts";
 import { shippedEnvironment, shippedEnvironments } from "./environments.ts";
 import {
@@ -149,11 +150,11 @@ export function labRenderOverrides(lab: Pick<KitLab, "mirror" | "git">): RenderO
   return { artifacts: lab.mirror.artifactOverrides(), repoUrl: lab.git.url, volumeWaitSeconds: 20, restoreAttempts: 3, restoreRetrySeconds: 2 };
 }
 
-/** Renders the kit's user data for the lab. */
-export function renderLabUserData(lab: KitLab, options: KitServerOptions, volumeDevice: string): string {
+/** Renders the kit's first boot for the lab: the user data, and the bundle object `bootKitServer` uploads. */
+export function renderLabFirstBoot(lab: KitLab, options: KitServerOptions, volumeDevice: string): FirstBoot {
   // The environment's bucket, region and backup key, as the stack passes them.
   const backups = lab.s3.forStack(options.env.stackName);
-  return renderUserData(
+  return renderFirstBoot(
     options.env,
     {
       volumeDevice,
@@ -177,7 +178,9 @@ export async function bootKitServer(lab: KitLab, options: KitServerOptions): Pro
     options.volume === "none"
       ? undefined
       : (options.volume ?? (await createVolume(lab.teardown, { name: options.env.names.volume, byIdPath: device })));
-  const userData = renderLabUserData(lab, options, device);
+  const { userData, bundle } = renderLabFirstBoot(lab, options, device);
+  // Where the stack's aws_s3_object puts it (the lab uploads with the environment's own key: its prefix).
+  await lab.s3.forStack(options.env.stackName).putObject(bundle.key, bundle.gzip);
   const machine = await bootMachine(lab.teardown, {
     rootfs: lab.rootfs,
     network: lab.network,

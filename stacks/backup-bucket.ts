@@ -8,8 +8,10 @@ import { S3BucketPolicy } from "@cdktf/provider-aws/lib/s3-bucket-policy";
 import { S3BucketPublicAccessBlock } from "@cdktf/provider-aws/lib/s3-bucket-public-access-block";
 import { S3BucketServerSideEncryptionConfigurationA } from "@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration";
 import { S3BucketVersioningA } from "@cdktf/provider-aws/lib/s3-bucket-versioning";
+import { S3Object } from "@cdktf/provider-aws/lib/s3-object";
 import { Construct } from "constructs";
 import type { AccessKeySlot } from "../app/config/fields.ts";
+import type { FirstBootObject } from "../cloud-init/bundle.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
 
 export interface BackupBucketProps {
@@ -112,13 +114,31 @@ export class BackupBucket extends Construct {
   /** The key servers use: the last slot listed. */
   readonly accessKey: IamAccessKey;
 
-  constructor(scope: Construct, id: string, private readonly props: BackupBucketProps) {
+  private readonly props: BackupBucketProps;
+
+  constructor(scope: Construct, id: string, props: BackupBucketProps) {
     super(scope, id);
+    this.props = props;
     this.bucketArn = `arn:aws:s3:::${props.bucketName}`;
     this.bucket = this.createBucket();
     this.hardenBucket();
     this.accessKeys = this.createBackupUser();
     this.accessKey = this.accessKeys.get(props.accessKeySlots[props.accessKeySlots.length - 1])!;
+  }
+
+  /**
+   * The first-boot bundle, under the environment's own prefix (the backup key may read it; no lifecycle rule
+   * expires a current version there). No prevent_destroy: it is rebuilt from the repo, and a changed bundle
+   * is a new key, so Terraform replaces the object while a running server never reads it again.
+   */
+  uploadFirstBoot(bundle: FirstBootObject): S3Object {
+    return new S3Object(this, "FirstBootBundle", {
+      bucket: this.bucket.id,
+      key: bundle.key,
+      contentBase64: bundle.gzip.toString("base64"),
+      contentType: "application/gzip",
+      tags: { ...this.props.tags, Purpose: "first-boot" },
+    });
   }
 
   private createBucket(): S3Bucket {

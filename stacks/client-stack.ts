@@ -3,7 +3,7 @@ import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, Terraform
 import type { Construct } from "constructs";
 import type { AgencySettings, ProviderName, ResolvedEnvironment } from "../app/config/types.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
-import { renderUserData, type RenderOverrides } from "../cloud-init/render.ts";
+import { renderFirstBoot, type RenderOverrides } from "../cloud-init/render.ts";
 import { BackupBucket } from "./backup-bucket.ts";
 import { digitalOcean } from "./server/digitalocean.ts";
 import { hetzner } from "./server/hetzner.ts";
@@ -62,8 +62,8 @@ export class ClientStack extends TerraformStack {
     const server = platform.create(this, {
       env,
       tags,
-      userData: (volumeDevice) =>
-        escapeTemplateSyntax(renderUserData(
+      firstBoot: (volumeDevice) => {
+        const { userData, bundle } = renderFirstBoot(
           env,
           {
             volumeDevice,
@@ -74,7 +74,10 @@ export class ClientStack extends TerraformStack {
             gitDeployKey: secrets.gitDeployKey,
           },
           { base64: (content) => Fn.base64encode(content), overrides: props.renderOverrides },
-        )),
+        );
+        // The server downloads it at first boot, so it exists first (depends_on).
+        return { userData: escapeTemplateSyntax(userData), dependsOn: [backups.uploadFirstBoot(bundle)] };
+      },
     });
 
     this.outputs(env, server.ipv4, server.ipv6, backups);

@@ -3,12 +3,14 @@
  * (test/e2e boots it for real in a systemd container.)
  */
 import { execFileSync, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { LAYOUT } from "../cloud-init/layout.ts";
-import { renderUserData } from "../cloud-init/render.ts";
+import { FIRST_BOOT_FETCHER_TEMPLATE, renderFirstBoot } from "../cloud-init/render.ts";
 import { envFileLines, SCRIPTS, serverFiles, templateValues, UNITS } from "../cloud-init/server-files.ts";
 import { flattenValues, renderTemplate } from "../cloud-init/template.ts";
 import { base64, concreteServerValues, REPO_ROOT, shippedEnvironment, shippedEnvironments } from "../lab/environments.ts";
@@ -20,15 +22,18 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-const render = (stackName: string) => {
+const firstBoot = (stackName: string) => {
   const env = shippedEnvironment(stackName);
-  return renderUserData(env, concreteServerValues(env), { base64 });
+  return renderFirstBoot(env, concreteServerValues(env), { base64 });
 };
+const render = (stackName: string) => firstBoot(stackName).userData;
 
 describe.each(shippedEnvironments().map((env) => env.stackName))("user data of %s", (stackName) => {
   let userData: string;
+  let boot: ReturnType<typeof firstBoot>;
   beforeAll(() => {
-    userData = render(stackName);
+    boot = firstBoot(stackName);
+    userData = boot.userData;
   });
 
   test("passes `cloud-init schema --config-file`", () => {
@@ -42,14 +47,14 @@ describe.each(shippedEnvironments().map((env) => env.stackName))("user data of %
   test("leaves room in Hetzner's 32 KiB user data cap (DigitalOcean allows 64 KiB): printed, fails at 90 %", () => {
     const cap = 32 * 1024;
     const size = Buffer.byteLength(userData);
-    const largest = [...landedFiles(userData)]
+    const largest = [...landedFiles(boot)].filter(([, file]) => file.via === "entry")
       .map(([path, file]) => ({ path, bytes: Buffer.byteLength(file.content) }))
       .sort((a, b) => b.bytes - a.bytes)
       .slice(0, 5)
       .map((f) => `${f.path} ${f.bytes} B`);
-    const bundled = Buffer.byteLength(bundleText(userData));
+    const bundled = Buffer.byteLength(bundleText(boot));
     console.log(
-      `${stackName}: user data ${size} B = ${((100 * size) / cap).toFixed(1)} % of Hetzner's cap (bundle ${bundled} B before gzip); largest files: ${largest.join(", ")}`,
+      `${stackName}: user data ${size} B = ${((100 * size) / cap).toFixed(1)} % of Hetzner's cap (the bundle object: ${bundled} B, ${boot.bundle.gzip.length} B gzip'd); largest entries: ${largest.join(", ")}`,
     );
     if (size > 0.9 * cap) throw new Error(`${stackName}: user data is ${size} B, over 90 % of ${cap} B; largest files: ${largest.join(", ")}`);
     // Where the kit stands: at most half the cap, so the next server files fit.
@@ -59,8 +64,9 @@ describe.each(shippedEnvironments().map((env) => env.stackName))("user data of %
 
 describe("user data of example-prod", () => {
   const env = shippedEnvironment("example-prod");
-  const config = parse(render("example-prod"));
-  const landed = landedFiles(render("example-prod"));
+  const boot = firstBoot("example-prod");
+  const config = parse(boot.userData);
+  const landed = landedFiles(boot);
   const written = (path: string) => {
     const file = landed.get(path);
     if (!file) throw new Error(`${path} is not in the user data`);
@@ -185,7 +191,7 @@ describe("user data of example-prod", () => {
     expect(written(LAYOUT.caddyfile)).toMatchObject({ via: "bundle" });
     expect(written(LAYOUT.caddyfile).content).toMatch(/^app\.example-client\.com \{$/m);
     expect(written(LAYOUT.caddyfile).content).toContain("reverse_proxy 127.0.0.1:8000");
-    expect(landedFiles(render("example-staging")).get(LAYOUT.caddyfile)?.content).toMatch(/^:80 \{$/m);
+    expect(landedFiles(firstBoot("example-staging")).get(LAYOUT.caddyfile)?.content).toMatch(/^:80 \{$/m);
   });
 
   test("the pinned artifacts are downloaded with their sha256; a mirror can override the URL", () => {
@@ -199,20 +205,44 @@ describe("user data of example-prod", () => {
 
   test("every server file lands exactly as rendered, with its mode: the bundle, run for real, writes the same files", () => {
     const files = serverFiles(env, concreteServerValues(env));
-    expect([...landed.keys()].sort()).toEqual(files.map((f) => f.path).sort());
+    // Besides the server files, only the fetcher (first boot only: it is no server file).
+    expect([...landed.keys()].sort()).toEqual([...files.map((f) => f.path), LAYOUT.firstBootFetcher].sort());
     for (const file of files) expect(written(file.path)).toMatchObject({ content: file.content, permissions: file.mode });
-    // Only secrets (encoded at apply time) and sshd's files travel outside the gzip'd bundle.
+    // Only secrets (encoded at apply time) and sshd's files travel in the user data; the rest in the bundle object.
     const outside = files.filter((f) => written(f.path).via === "entry").map((f) => f.path);
     expect(outside.sort()).toEqual(files.filter((f) => f.secret || f.early).map((f) => f.path).sort());
   });
 
-  test("runcmd writes the bundle, then starts the bootstrap unit, so a failure shows in `systemctl --failed`", () => {
+  test("runcmd fetches the bundle, runs it, then starts the bootstrap unit; each stops the first boot when it fails", () => {
     expect(config.runcmd).toEqual([
-      ["bash", LAYOUT.firstBootBundle],
+      `bash ${LAYOUT.firstBootFetcher} || exit 1`,
+      `bash ${LAYOUT.firstBootBundle} || exit 1`,
       ["systemctl", "daemon-reload"],
       expect.stringMatching(/^systemctl start kit-bootstrap.service \|\| /),
     ]);
-    expect(config.write_files.find((f: { path: string }) => f.path === LAYOUT.firstBootBundle)).toMatchObject({ encoding: "gz+b64", permissions: "0700" });
+    expect(written(LAYOUT.firstBootFetcher)).toMatchObject({ permissions: "0700", via: "entry", entry: { defer: true } });
+  });
+
+  test("the user data holds the bundle's key and sha256, not the bundle: the object's key is its own content's hash", () => {
+    const fetcher = written(LAYOUT.firstBootFetcher).content;
+    expect(boot.bundle.key).toBe(`${env.names.bucketPrefix}/kit/first-boot/${boot.bundle.sha256}.sh.gz`);
+    expect(boot.bundle.sha256).toBe(createHash("sha256").update(gunzipSync(boot.bundle.gzip)).digest("hex"));
+    expect(fetcher).toContain(`key=${boot.bundle.key} `);
+    expect(fetcher).toMatch(new RegExp(`^want=${boot.bundle.sha256}$`, "m"));
+    expect(fetcher).toContain("bucket=pixelco-example-prod-backups ");
+    // No file of the bundle is in the user data: not as text, not compressed.
+    expect(boot.userData).not.toContain("H4sI");
+    expect(boot.userData).not.toContain("bootstrap.sh");
+    expect(boot.bundle.script).toContain(`put ${LAYOUT.libDir}/bootstrap.sh 0755`);
+  });
+
+  test("the fetcher passes shellcheck as rendered", () => {
+    const path = join(scratch, "fetch-server-files.sh");
+    writeFileSync(path, written(LAYOUT.firstBootFetcher).content);
+    const result = spawnSync("shellcheck", ["--severity=style", "--shell=bash", path], { encoding: "utf8" });
+    expect(result.stdout).toBe("");
+    expect(result.status).toBe(0);
+    expect(FIRST_BOOT_FETCHER_TEMPLATE).toBe("first-boot/fetch-server-files.sh");
   });
 });
 

@@ -96,13 +96,23 @@ describe("example-prod (DigitalOcean)", () => {
       });
     });
 
-    test("the droplet's user data mounts the volume by its DigitalOcean device path", () => {
-      // kit.env holds no Terraform reference on DigitalOcean, so it travels in the gzip'd bundle.
-      expect(readableSnapshot(stack.json).resource.digitalocean_droplet).toEqual({
-        [Object.keys(stack.json.resource.digitalocean_droplet)[0]]: expect.objectContaining({
-          user_data: expect.stringMatching(/^ +\| VOLUME_DEVICE=\/dev\/disk\/by-id\/scsi-0DO_Volume_pixelco-example-prod-data$/m),
+    test("the droplet's first boot mounts the volume by its DigitalOcean device path", () => {
+      // volume.env holds no Terraform reference on DigitalOcean, so it travels in the first-boot bundle object.
+      expect(readableSnapshot(stack.json).resource.aws_s3_object).toEqual({
+        [Object.keys(stack.json.resource.aws_s3_object)[0]]: expect.objectContaining({
+          content_base64: expect.stringMatching(/^VOLUME_DEVICE=\/dev\/disk\/by-id\/scsi-0DO_Volume_pixelco-example-prod-data$/m),
         }),
       });
+    });
+
+    test("the droplet is created after its first-boot bundle object, which its user data names with its sha256", () => {
+      const object = stack.resource("aws_s3_object");
+      const sha256 = /^prod\/kit\/first-boot\/([0-9a-f]{64})\.sh\.gz$/.exec(object.key)?.[1];
+      expect(sha256).toBeDefined();
+      const droplet = stack.resource("digitalocean_droplet");
+      expect(droplet.depends_on).toContain(`aws_s3_object.${Object.keys(stack.json.resource.aws_s3_object)[0]}`);
+      expect(droplet.user_data).toMatch(new RegExp(`^ +want=${sha256}$`, "m"));
+      expect(droplet.user_data).not.toContain("H4sI");
     });
 
     test("secrets reach the user data only as Terraform references, base64-encoded", () => {
@@ -163,7 +173,7 @@ describe("example-prod (DigitalOcean)", () => {
       expect(droplet.tags).toContain(`\${digitalocean_tag.${tagId}.name}`);
       // The firewall is created first (it needs nothing of the droplet), and the droplet waits for it.
       expect(JSON.stringify(firewall)).not.toContain("digitalocean_droplet");
-      expect(droplet.depends_on).toEqual([`digitalocean_firewall.${Object.keys(stack.json.resource.digitalocean_firewall)[0]}`]);
+      expect(droplet.depends_on).toContain(`digitalocean_firewall.${Object.keys(stack.json.resource.digitalocean_firewall)[0]}`);
     });
   });
 

@@ -5,11 +5,13 @@
  * whole synthesized Terraform; the named tests say what matters.
  */
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gunzipSync } from "node:zlib";
 import { LAYOUT } from "../cloud-init/layout.ts";
-import { renderUserData } from "../cloud-init/render.ts";
+import { renderFirstBoot } from "../cloud-init/render.ts";
 import { hetznerVolumeDevice } from "../stacks/server/hetzner.ts";
 import { base64, concreteServerValues, shippedEnvironment } from "../lab/environments.ts";
 import { landedFiles } from "./support/user-data.ts";
@@ -26,20 +28,38 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
 
   test("matches its snapshot", () => {
     expect(readableSnapshot(stack.json)).toMatchSnapshot();
-    expect(JSON.stringify(readableSnapshot(stack.json))).toContain("put /usr/local/lib/kit/bootstrap.sh 0755");
+    expect(JSON.stringify(readableSnapshot(stack.json.resource.aws_s3_object))).toContain("put /usr/local/lib/kit/bootstrap.sh 0755");
   });
 
-  test("the synthesized user data, references and all, stays under 90 % of Hetzner's 32 KiB cap (size printed)", () => {
-    // Here volume.env holds the volume's id (a reference), so it travels as text beside the gzip'd bundle:
+  test("the synthesized user data, references and all, stays within half of Hetzner's 32 KiB cap (size printed)", () => {
+    // Here volume.env holds the volume's id (a reference), so it travels in the user data beside the fetcher:
     // this is the size the server gets, give or take the references' resolved lengths.
     const userData: string = stack.resource("hcloud_server").user_data;
     const size = Buffer.byteLength(userData);
     console.log(`examplehz-prod as synthesized: user data ${size} B = ${((100 * size) / 32768).toFixed(1)} % of Hetzner's cap`);
-    expect(size).toBeLessThan(0.9 * 32768);
-    // The one file that holds a reference is the one-line volume.env: everything else is compressed.
-    const uncompressed = [...userData.matchAll(/^ {2}- path: (\S+)$/gm)].map((m) => m[1]);
-    expect(uncompressed).toEqual(expect.arrayContaining([LAYOUT.volumeEnvFile, LAYOUT.firstBootBundle]));
-    expect(uncompressed).not.toContain(LAYOUT.kitEnvFile);
+    expect(size).toBeLessThanOrEqual(0.5 * 32768);
+    // The one non-secret file that holds a reference is the one-line volume.env: the rest is in the bundle object.
+    const entries = [...userData.matchAll(/^ {2}- path: (\S+)$/gm)].map((m) => m[1]);
+    expect(entries).toEqual(expect.arrayContaining([LAYOUT.volumeEnvFile, LAYOUT.firstBootFetcher]));
+    expect(entries).not.toContain(LAYOUT.kitEnvFile);
+    expect(entries).not.toContain(LAYOUT.firstBootBundle);
+  });
+
+  test("the first-boot bundle is an object under the environment's prefix, named by its sha256; the server is created after it", () => {
+    const object = stack.resource("aws_s3_object");
+    const script = gunzipSync(Buffer.from(object.content_base64, "base64")).toString("utf8");
+    const sha256 = createHash("sha256").update(script).digest("hex");
+    expect(object).toMatchObject({ key: `prod/kit/first-boot/${sha256}.sh.gz`, bucket: expect.stringMatching(ref("aws_s3_bucket")), content_type: "application/gzip" });
+    expect(object.lifecycle).toBeUndefined();
+    expect(script).toContain("put /usr/local/lib/kit/bootstrap.sh 0755");
+    const objectId = Object.keys(stack.json.resource.aws_s3_object)[0];
+    expect(stack.resource("hcloud_server").depends_on).toContain(`aws_s3_object.${objectId}`);
+    // The user data names the object and its hash, and holds none of the bundle.
+    const userData: string = stack.resource("hcloud_server").user_data;
+    expect(userData).toContain(`key=${object.key} `);
+    expect(userData).toMatch(new RegExp(`^ +want=${sha256}$`, "m"));
+    expect(userData).not.toContain("bootstrap.sh");
+    expect(userData).not.toContain("H4sI");
   });
 
   describe("data is never destroyed by Terraform", () => {
@@ -203,7 +223,8 @@ describe("user data of examplehz-prod with concrete values (what the server rece
     volumeDevice: hetznerVolumeDevice("101234567"),
     appSecrets: { SESSION_SECRET: "x".repeat(64) },
   });
-  const userData = renderUserData(env, values, { base64 });
+  const boot = renderFirstBoot(env, values, { base64 });
+  const userData = boot.userData;
   let scratch: string;
   beforeAll(() => {
     scratch = mkdtempSync(join(tmpdir(), "kit-hetzner-user-data-"));
@@ -219,7 +240,7 @@ describe("user data of examplehz-prod with concrete values (what the server rece
   });
 
   test("volume.env names the Hetzner device path, unquoted; kit.env (compressed in the bundle) holds no reference", () => {
-    const files = landedFiles(userData);
+    const files = landedFiles(boot);
     expect(files.get(LAYOUT.volumeEnvFile)!.content).toMatch(/^VOLUME_DEVICE=\/dev\/disk\/by-id\/scsi-0HC_Volume_101234567$/m);
     expect(files.get(LAYOUT.kitEnvFile)!.content).not.toMatch(/VOLUME_DEVICE/);
   });

@@ -5,7 +5,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { renderUserData } from "../cloud-init/render.ts";
+import { FIRST_BOOT_FETCHER_TEMPLATE, renderUserData } from "../cloud-init/render.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
 import { SERVER_FILES, serverFiles, UNITS } from "../cloud-init/server-files.ts";
 import { TEMPLATES_DIR } from "../cloud-init/template.ts";
@@ -48,12 +48,12 @@ describe.each(Object.entries(UNITS))("unit %s", (unit, activation) => {
   });
 });
 
-test("every template is declared as a server file (an undeclared one would never reach a server)", () => {
+test("every template is declared as a server file (an undeclared one would never reach a server), but the user data's fetcher", () => {
   const templates = readdirSync(TEMPLATES_DIR, { recursive: true, withFileTypes: true })
     .filter((d) => d.isFile())
     .map((d) => join(d.parentPath, d.name).slice(TEMPLATES_DIR.length + 1));
   const declared = SERVER_FILES.flatMap((f) => ("template" in f.source ? [f.source.template] : []));
-  expect(templates.sort()).toEqual([...declared].sort());
+  expect(templates.sort()).toEqual([...declared, FIRST_BOOT_FETCHER_TEMPLATE].sort());
 });
 
 test("templates take every server path and unit name from the layout, never a literal copy", () => {

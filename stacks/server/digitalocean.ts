@@ -44,8 +44,11 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
   readonly ipv6: string;
   private readonly env: ResolvedEnvironment;
 
-  constructor(scope: Construct, id: string, private readonly props: ServerPlatformProps) {
+  private readonly props: ServerPlatformProps;
+
+  constructor(scope: Construct, id: string, props: ServerPlatformProps) {
     super(scope, id);
+    this.props = props;
     this.env = props.env;
     new DigitaloceanProvider(this, "Provider", {});
     const volume = this.createVolume();
@@ -81,6 +84,7 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     const sshKeys = this.env.sshKeys.map(
       (key, i) => new DataDigitaloceanSshKey(this, `SshKey${i}`, { name: key.name }).id,
     );
+    const firstBoot = this.props.firstBoot(digitalOceanVolumeDevice(this.env.names.volume));
     const droplet = new Droplet(this, "Droplet", {
       name: this.env.names.server,
       region: this.env.region,
@@ -94,8 +98,8 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
       resizeDisk: false,
       sshKeys: sshKeys.map((id) => Token.asString(id)),
       tags: [...Object.entries(this.props.tags).map(([k, v]) => doTag(k, v)), firewall.tag.name],
-      userData: this.props.userData(digitalOceanVolumeDevice(this.env.names.volume)),
-      dependsOn: [firewall.resource],
+      userData: firstBoot.userData,
+      dependsOn: [firewall.resource, ...firstBoot.dependsOn],
       lifecycle: {
         // A change to either would replace the droplet (ForceNew). cloud-init only runs at first boot anyway;
         // later configuration, and the deploy user's keys (/etc/ssh/authorized_keys/deploy), are pushed over SSH

@@ -35,8 +35,11 @@ export class HetznerServer extends Construct implements ProvisionedServer {
   /** Hetzner labels; the kit's tags are already valid label keys and values (letters, digits, `-`). */
   private readonly labels: Readonly<Record<string, string>>;
 
-  constructor(scope: Construct, id: string, private readonly props: ServerPlatformProps) {
+  private readonly props: ServerPlatformProps;
+
+  constructor(scope: Construct, id: string, props: ServerPlatformProps) {
     super(scope, id);
+    this.props = props;
     this.env = props.env;
     this.labels = props.tags;
     new HcloudProvider(this, "Provider");
@@ -100,6 +103,7 @@ export class HetznerServer extends Construct implements ProvisionedServer {
   }
 
   private createServer(volume: Volume, firewall: Firewall, addresses: { ipv4: PrimaryIp; ipv6: PrimaryIp }): Server {
+    const firstBoot = this.props.firstBoot(hetznerVolumeDevice(volume.id));
     return new Server(this, "Server", {
       name: this.env.names.server,
       serverType: this.env.size,
@@ -130,7 +134,8 @@ export class HetznerServer extends Construct implements ProvisionedServer {
       // replacing a running server needs the runbook's steps first (docs/runbook.md, "Replacing a server").
       shutdownBeforeDeletion: true,
       labels: this.labels,
-      userData: this.props.userData(hetznerVolumeDevice(volume.id)),
+      userData: firstBoot.userData,
+      dependsOn: firstBoot.dependsOn,
       lifecycle: {
         // A change to either would replace the server. cloud-init only runs at first boot anyway; later
         // configuration and the deploy user's keys are pushed over SSH by scripts/deploy.ts.

@@ -1,3 +1,4 @@
+import type { ITerraformDependable } from "cdktf";
 import type { Construct } from "constructs";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
 
@@ -11,10 +12,11 @@ export interface ProvisionedServer {
 export interface ServerPlatformProps {
   readonly env: ResolvedEnvironment;
   /**
-   * Renders the server's user data once the provider knows the data volume's device path (on some clouds
-   * it contains the volume's id, known only at apply time).
+   * Renders the server's first boot once the provider knows the data volume's device path (on some clouds
+   * it contains the volume's id, known only at apply time): its user data, and what the server must be
+   * created after (the first-boot bundle object its user data downloads).
    */
-  readonly userData: (volumeDevice: string) => string;
+  readonly firstBoot: (volumeDevice: string) => { readonly userData: string; readonly dependsOn: ITerraformDependable[] };
   readonly tags: Readonly<Record<string, string>>;
 }
 

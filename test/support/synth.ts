@@ -41,12 +41,15 @@ export function synthesize(env: ResolvedEnvironment, agency: AgencySettings = AG
 }
 
 /**
- * The stack as a snapshot should show it: each user data's gzip'd bundle replaced by its text, so that a
- * template change shows as a text diff of that file, not as an opaque blob.
+ * The stack as a snapshot should show it: the first-boot bundle object's gzip'd content (and any gzip'd
+ * blob in a user data) replaced by its text, so that a template change shows as a text diff of that file,
+ * not as an opaque blob (nor as zlib's bytes, which may differ between Node versions).
  */
 export function readableSnapshot(json: Record<string, any>): Record<string, any> {
   return JSON.parse(JSON.stringify(json), (key, value) =>
-    key === "user_data" && typeof value === "string"
+    key === "content_base64" && typeof value === "string" && value.startsWith("H4sI")
+      ? `<gzip+base64 of these lines>\n${gunzipSync(Buffer.from(value, "base64")).toString("utf8")}`
+      : key === "user_data" && typeof value === "string"
       ? value.replace(/^( +)content: (H4sI[A-Za-z0-9+/=]+)$/m, (_, indent: string, blob: string) => {
           const text = gunzipSync(Buffer.from(blob, "base64")).toString("utf8");
           return `${indent}content: <gzip+base64 of these ${Buffer.byteLength(text)} bytes>\n${text.replace(/^/gm, `${indent}  | `)}`;
