@@ -45,10 +45,10 @@ describe("example-prod (DigitalOcean)", () => {
       });
     });
 
-    test("droplet ignores user_data and ssh_keys changes (either would replace it; keys reach the server by deploy)", () => {
+    test("droplet ignores user_data, ssh_keys and image changes (each would replace it; keys reach the server by deploy, an image only new droplets)", () => {
       // Adding a staff key to the client file must not replace the client's server on the next cdktf deploy.
       // That the deploy pushes every key: test/provider-hazards.test.ts.
-      expect(stack.resource("digitalocean_droplet").lifecycle).toEqual({ ignore_changes: ["user_data", "ssh_keys"] });
+      expect(stack.resource("digitalocean_droplet").lifecycle).toEqual({ ignore_changes: ["user_data", "ssh_keys", "image"] });
     });
 
     test("the volume's description never changes: fixed per stack, ignored by Terraform (it would replace the volume)", () => {

@@ -82,8 +82,8 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
       expect(stack.resource("hcloud_volume").server_id).toBeUndefined();
     });
 
-    test("the server ignores user_data and ssh_keys changes (either would replace it)", () => {
-      expect(stack.resource("hcloud_server").lifecycle).toEqual({ ignore_changes: ["user_data", "ssh_keys"] });
+    test("the server ignores user_data, ssh_keys and image changes (each would replace it; an image applies to new servers only)", () => {
+      expect(stack.resource("hcloud_server").lifecycle).toEqual({ ignore_changes: ["user_data", "ssh_keys", "image"] });
     });
   });
 

@@ -101,10 +101,12 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
       userData: firstBoot.userData,
       dependsOn: [firewall.resource, ...firstBoot.dependsOn],
       lifecycle: {
-        // A change to either would replace the droplet (ForceNew). cloud-init only runs at first boot anyway;
+        // A change to any of these would replace the droplet (ForceNew). cloud-init only runs at first boot anyway;
         // later configuration, and the deploy user's keys (/etc/ssh/authorized_keys/deploy), are pushed over SSH
-        // by scripts/deploy.ts. The keys here only reach root, whose login cloud-init turns off.
-        ignoreChanges: ["user_data", "ssh_keys"],
+        // by scripts/deploy.ts. The keys here only reach root, whose login cloud-init turns off. The image is
+        // what a new droplet starts from: a kit upgrade that changes the default image (Debian 12 → 13) must not
+        // replace running droplets; a replacement the operator asks for (runbook) starts from the configured one.
+        ignoreChanges: ["user_data", "ssh_keys", "image"],
       },
     });
     new VolumeAttachment(this, "DataVolumeAttachment", {

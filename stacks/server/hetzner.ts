@@ -137,9 +137,11 @@ export class HetznerServer extends Construct implements ProvisionedServer {
       userData: firstBoot.userData,
       dependsOn: firstBoot.dependsOn,
       lifecycle: {
-        // A change to either would replace the server. cloud-init only runs at first boot anyway; later
-        // configuration and the deploy user's keys are pushed over SSH by scripts/deploy.ts.
-        ignoreChanges: ["user_data", "ssh_keys"],
+        // A change to any of these would replace the server. cloud-init only runs at first boot anyway; later
+        // configuration and the deploy user's keys are pushed over SSH by scripts/deploy.ts. The image is what
+        // a new server starts from: a new default image (Debian 12 → 13) must not replace running servers; a
+        // replacement the operator asks for (runbook) starts from the configured one.
+        ignoreChanges: ["user_data", "ssh_keys", "image"],
       },
     });
   }
