@@ -6,12 +6,12 @@
  * (test/e2e/watcher.e2e.test.ts) runs the same script under the real systemd.
  */
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
-import { tmpdir } from "node:os";
 import { connect as tlsConnect } from "node:tls";
 import { join } from "node:path";
-import { DENO, labAccess, LITESTREAM_DIR, LocalKit, localEnvironments } from "../lab/local/local-kit.ts";
+import { labAccess, LocalKit, localEnvironments } from "../lab/local/local-kit.ts";
+import { startWatchKit, type WatchKit } from "../lab/local/watch-kit.ts";
 import { startKitLabS3Process, type LabS3Process } from "../lab/s3/process.ts";
 import { renderTemplate } from "../cloud-init/template.ts";
 import { WATCH_CHECKS, type WatchHistoryLine, type WatchVerdict } from "../cloud-init/watch-verdict.ts";
@@ -31,21 +31,11 @@ let healthStatus = 200;
 const received: Received[] = [];
 let lab: LabS3Process;
 let kit: LocalKit;
-let aux: string;
+let w: WatchKit;
 const said: string[] = [];
 
-const at = (name: string) => join(aux, name);
-/** What the stand-in systemctl answers for `name` (ActiveState, Result, LastTriggerUSec). */
-function unit(name: string, props: Record<string, string>): void {
-  writeFileSync(join(at("systemctl"), name), Object.entries(props).map(([k, v]) => `${k}=${v}\n`).join(""));
-}
-const healthyUnits = () => {
-  unit("litestream.service", { ActiveState: "active" });
-  unit("fallback-backup.service", { ActiveState: "inactive", Result: "success" });
-  unit("fallback-backup.timer", { ActiveState: "active", LastTriggerUSec: "" });
-  unit("restore-drill.service", { ActiveState: "inactive", Result: "success" });
-  unit("restore-drill.timer", { ActiveState: "active", LastTriggerUSec: "" });
-};
+const at = (name: string) => join(w.aux, name);
+const unit = (name: string, props: Record<string, string>) => w.unit(name, props);
 
 interface Run {
   readonly status: number | null;
@@ -55,17 +45,9 @@ interface Run {
 }
 
 /** Runs watch.sh once as kit-watch.service does (its EnvironmentFiles: s3.env and alerts.env). */
-function watch(script = join(kit.path("libDir"), "watch.sh")): Promise<Run> {
+function watch(script = w.script): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(script, [], {
-      env: {
-        ...kit.env,
-        PATH: `${at("stand-in")}:${kit.env.PATH}`,
-        SYSTEMCTL_STATE: at("systemctl"),
-        ALERT_DEAD_MAN_URL: `http://127.0.0.1:${port}/ping/abc-uuid`,
-        ALERT_WEBHOOK_URL: `http://127.0.0.1:${port}/services/${WEBHOOK_TOKEN}`,
-      },
-    });
+    const child = spawn(script, [], { env: w.env });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -108,36 +90,20 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   port = (server.address() as { port: number }).port;
   lab = await startKitLabS3Process([env]);
-  aux = mkdtempSync(join(tmpdir(), "kit-watch-"));
-  for (const d of ["watch", "systemctl", "stand-in", "bin"]) mkdirSync(at(d));
-  copyFileSync(join(__dirname, "support", "systemctl-stand-in.sh"), at("stand-in/systemctl"));
-  symlinkSync(join(LITESTREAM_DIR, "litestream"), at("bin/litestream"));
-  symlinkSync(DENO, at("bin/deno"));
-  kit = new LocalKit(labAccess(lab, env), env, {
-    watchDir: at("watch"),
-    watchVerdictFile: at("watch/verdict.json"),
-    watchHistoryFile: at("watch/history.jsonl"),
-    // "Caddy" is the test server, without a domain (the certificate has its own test); the binaries are the
-    // repo's pinned Deno and Litestream.
-    domainName: "",
+  // "Caddy" is the test server (health path and alert receiver); watch.sh rendered as a server gets it.
+  w = startWatchKit(labAccess(lab, env), env, {
     httpPort: port,
-    binDir: at("bin"),
-    caddyfile: at("Caddyfile"),
+    alerts: { deadManUrl: `http://127.0.0.1:${port}/ping/abc-uuid`, webhookUrl: `http://127.0.0.1:${port}/services/${WEBHOOK_TOKEN}` },
   });
-  // Staged in cloud-init/watch/ until the user data has room for it (not yet among SCRIPTS): rendered here as a server would get it.
-  writeFileSync(join(kit.path("libDir"), "watch.sh"), renderTemplate("../watch/watch.sh", kit.values), { mode: 0o755 });
-  writeFileSync(at("Caddyfile"), `:80 {\n\treverse_proxy 127.0.0.1:${env.app.port}\n}\n`);
-  symlinkSync("/srv/app/releases/20261203T100000Z-abc1234", join(kit.path("slotsDir"), String(env.app.port)));
-  healthyUnits();
+  kit = w.kit;
   kit.sql(kit.dbFile, "PRAGMA journal_mode=WAL; CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes(body) VALUES ('a');");
   await kit.startReplication();
 }, 60_000);
 
 afterAll(async () => {
-  await kit?.cleanup();
+  await w?.cleanup();
   await lab?.stop();
   await new Promise((resolve) => server?.close(resolve));
-  if (aux) rmSync(aux, { recursive: true, force: true });
 });
 
 describe("watch.sh", () => {

@@ -9,7 +9,7 @@ export TZ=UTC
 t0=${EPOCHREALTIME/./} now=$EPOCHSECONDS dir={{watchDir}} wait={{watchReplicaWaitSeconds}}
 printf -v iso '%(%FT%TZ)T' "$now"
 # Left by the last run (only this script writes it): alert state, rate limit, hourly facts.
-hb_ok=0 sent=ok tokens=12 refill=$now held=0 slow=0 updates=null reboot=null sec_since=0 ls_errs='' fb_ok=''
+hb_ok=0 sent=ok tokens=12 refill=$now held=0 slow=0 updates=null reboot=null sec_since=0 ls_errs='' fb_ok='' bins=''
 # shellcheck source=/dev/null
 [ -r "$dir/state" ] && . "$dir/state"
 declare -A st val
@@ -154,7 +154,11 @@ if [ $((now - slow)) -ge 3600 ]; then
   if [ "$updates" = 0 ]; then sec_since=0; elif [ "$sec_since" = 0 ]; then sec_since=$now; fi
   kernels=(/boot/vmlinuz-*) && k=$(printf '%s\n' "${kernels[@]#/boot/vmlinuz-}" | sort -V | tail -n 1)
   reboot=false && { [ -e /run/reboot-required ] || { [ -e "/boot/vmlinuz-$k" ] && [ "$k" != "$(uname -r)" ]; }; } && reboot=true
-  printf '%s|%s\n' "$({{binDir}}/deno -V 2>/dev/null)" "$({{binDir}}/litestream version 2>/dev/null)" >"$dir/versions"
+  # Versions only when a binary changed: `litestream version` alone is a 25 MiB process.
+  b=$(stat -L -c '%i %s %Y' {{binDir}}/deno {{binDir}}/litestream 2>/dev/null)
+  if [ "$b" != "$bins" ] || [ ! -s "$dir/versions" ]; then
+    printf '%s|%s\n' "$({{binDir}}/deno -V 2>/dev/null)" "$({{binDir}}/litestream version 2>/dev/null)" >"$dir/versions" && bins=$b
+  fi
   printf -v c '%(%FT%TZ)T' $((now - 86400))
   awk -v c="$c" 'substr($0, 15, 20) >= c' {{watchHistoryFile}} >"$dir/history.new" 2>/dev/null && mv "$dir/history.new" {{watchHistoryFile}}
 fi
@@ -205,5 +209,5 @@ else
   post "$ALERT_WEBHOOK_URL" -H 'Content-Type: application/json' --data-raw "{\"text\":$(j "$msg at $iso")}" &&
     sent=$sig tokens=$((tokens - 1)) held=0
 fi
-for v in hb_ok sent tokens refill held slow updates reboot sec_since ls_errs fb_ok; do printf '%s=%q\n' "$v" "${!v}"; done >"$dir/state"
+for v in hb_ok sent tokens refill held slow updates reboot sec_since ls_errs fb_ok bins; do printf '%s=%q\n' "$v" "${!v}"; done >"$dir/state"
 echo "kit-watch: $state$text"
