@@ -132,11 +132,12 @@ export const LAYOUT = {
 } as const;
 
 /**
- * The app's tables whose rows the kit counts (deploy snapshots, restores, drills): SQLite's and Litestream's
- * own tables left out, names limited to [A-Za-z0-9_] so that each can be spliced into `SELECT count(*)`.
+ * The app's tables whose rows the kit counts (deploy snapshots, restores, drills): SQLite's, Litestream's and
+ * the kit's own (`_kit_drill`, `_kit_watch`: rows written by the drill and the watcher, not the app's) left
+ * out, names limited to [A-Za-z0-9_] so that each can be spliced into `SELECT count(*)`.
  */
 export const APP_TABLES_QUERY =
-  "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '*[^A-Za-z0-9_]*' ORDER BY 1";
+  "SELECT name FROM sqlite_schema WHERE type='table' AND name NOT GLOB 'sqlite_*' AND name NOT GLOB '_litestream_*' AND name NOT GLOB '_kit_*' AND name NOT GLOB '*[^A-Za-z0-9_]*' ORDER BY 1";
 
 /** Path of the systemd unit instance that runs the app on `port`. */
 export function appUnit(port: number): string {

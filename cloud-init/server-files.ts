@@ -75,7 +75,7 @@ export interface FileDeclaration {
 }
 
 /** The content of a file built from the client file rather than from a template. */
-type BuiltContent = "appEnv" | "s3Credentials" | "appSecrets" | "authorizedKeys" | "gitDeployKey";
+type BuiltContent = "appEnv" | "s3Credentials" | "appSecrets" | "authorizedKeys" | "gitDeployKey" | "alerts";
 
 /** A declared file with its content, as it lands on a server. */
 export interface ServerFile extends Omit<FileDeclaration, "source" | "when"> {
@@ -114,7 +114,20 @@ export const UNITS: Readonly<Record<string, Activation>> = {
   [LAYOUT.units.fallbackBackupTimer]: { by: "enabled-now" },
   [LAYOUT.units.drill]: { by: "timer", timer: LAYOUT.units.drillTimer },
   [LAYOUT.units.drillTimer]: { by: "enabled-now" },
+  [LAYOUT.units.watch]: { by: "timer", timer: LAYOUT.units.watchTimer },
+  [LAYOUT.units.watchTimer]: { by: "enabled-now" },
 };
+
+/**
+ * The watcher's templates live in cloud-init/watch/ (beside its contract, watch-verdict.ts), where its
+ * integration tests and cost benchmark also render them; every other template is under cloud-init/templates.
+ */
+const WATCH_TEMPLATES: Readonly<Record<string, string>> = {
+  "watch.sh": "../watch/watch.sh",
+  [LAYOUT.units.watch]: `../watch/${LAYOUT.units.watch}`,
+  [LAYOUT.units.watchTimer]: `../watch/${LAYOUT.units.watchTimer}`,
+};
+const unitTemplate = (unit: string) => WATCH_TEMPLATES[unit] ?? `systemd/${unit}`;
 
 const declare = (path: string, source: FileDeclaration["source"], onChange: readonly Effect[], extra: Partial<FileDeclaration> = {}): FileDeclaration => ({
   path,
@@ -146,8 +159,11 @@ export const SERVER_FILES: readonly FileDeclaration[] = [
   declare(`${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`, { built: "authorizedKeys" }, [none("sshd reads it at every login")], { early: true }),
   declare(LAYOUT.sshdConfig, { template: "config/sshd-hardening.conf" }, [sshdReload], { early: true, atFirstBoot: [sshdReload] }),
   declare(LAYOUT.aptAutoUpgrades, { template: "config/20auto-upgrades" }, [none("apt's timers read it at every run")]),
-  ...Object.entries(UNITS).map(([unit, activation]) => declare(`${LAYOUT.unitDir}/${unit}`, { template: `systemd/${unit}` }, [daemonReload], { activation })),
+  ...Object.entries(UNITS).map(([unit, activation]) => declare(`${LAYOUT.unitDir}/${unit}`, { template: unitTemplate(unit) }, [daemonReload], { activation })),
   ...SCRIPTS.map((script) => declare(`${LAYOUT.libDir}/${script}`, { template: `scripts/${script}` }, [none("read afresh by every run")], { mode: "0755" })),
+  declare(`${LAYOUT.libDir}/watch.sh`, { template: WATCH_TEMPLATES["watch.sh"] }, [none("read afresh by every run")], { mode: "0755" }),
+  // A webhook URL grants posting to its channel: a secret.
+  declare(LAYOUT.alertsFile, { built: "alerts" }, [none(`${LAYOUT.units.watch} reads it at every run (EnvironmentFile=)`)], { mode: "0600", secret: true }),
   declare(LAYOUT.gitDeployKeyFile, { built: "gitDeployKey" }, [none("read by every fetch of a release")], {
     mode: "0600",
     secret: true,
@@ -300,6 +316,8 @@ export function serverFiles(env: ResolvedEnvironment, server: ServerValues, over
       `# ${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}: who may log in (sshKeys in the client file; rewritten by scripts/deploy.ts).\n` +
       env.sshKeys.map((key) => `${key.publicKey.trim()}\n`).join(""),
     gitDeployKey: () => `${(server.gitDeployKey ?? "").trimEnd()}\n`,
+    // Empty values when an alert is not configured: the watcher then skips it.
+    alerts: () => envFileLines({ ALERT_DEAD_MAN_URL: env.alerts.deadManUrl ?? "", ALERT_WEBHOOK_URL: env.alerts.webhookUrl ?? "" }),
   };
   return SERVER_FILES.filter((file) => file.when?.(env, server) ?? true).map(({ source, when: _when, ...file }) => ({
     ...file,

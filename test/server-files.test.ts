@@ -4,7 +4,7 @@
  * unit name from the layout. The first boot's and the push's commands are assembled from them.
  */
 import { readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { FIRST_BOOT_FETCHER_TEMPLATE, renderUserData } from "../cloud-init/render.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
 import { SERVER_FILES, serverFiles, UNITS } from "../cloud-init/server-files.ts";
@@ -49,9 +49,12 @@ describe.each(Object.entries(UNITS))("unit %s", (unit, activation) => {
 });
 
 test("every template is declared as a server file (an undeclared one would never reach a server), but the user data's fetcher", () => {
-  const templates = readdirSync(TEMPLATES_DIR, { recursive: true, withFileTypes: true })
-    .filter((d) => d.isFile())
-    .map((d) => join(d.parentPath, d.name).slice(TEMPLATES_DIR.length + 1));
+  // The watcher's templates are in cloud-init/watch/, beside its contract: named from the templates folder.
+  const templates = [TEMPLATES_DIR, join(TEMPLATES_DIR, "..", "watch")].flatMap((dir) =>
+    readdirSync(dir, { recursive: true, withFileTypes: true })
+      .filter((d) => d.isFile())
+      .map((d) => relative(TEMPLATES_DIR, join(d.parentPath, d.name))),
+  );
   const declared = SERVER_FILES.flatMap((f) => ("template" in f.source ? [f.source.template] : []));
   expect(templates.sort()).toEqual([...declared, FIRST_BOOT_FETCHER_TEMPLATE].sort());
 });

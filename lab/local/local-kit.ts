@@ -7,7 +7,7 @@ import { ConfigError } from "../../app/config/errors.ts";
 import { readClientFile } from "../../app/config/load.ts";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
 import { resolveClient } from "../../app/config/validate.ts";
-import { serverFiles, templateValues } from "../../cloud-init/server-files.ts";
+import { SERVER_FILES, serverFiles, templateValues } from "../../cloud-init/server-files.ts";
 import { envQuote, renderTemplate, type TemplateValue } from "../../cloud-init/template.ts";
 import { concreteServerValues, REPO_ROOT } from "../environments.ts";
 import type { LabS3Process } from "../s3/process.ts";
@@ -157,12 +157,11 @@ export class LocalKit {
     const content = (path: string) => files.find((f) => f.path === path)!.content;
     writeFileSync(String(this.values.s3CredentialsFile), content(String(base.s3CredentialsFile)), { mode: 0o600 });
     writeFileSync(String(this.values.volumeEnvFile), content(String(base.volumeEnvFile)));
-    // The server scripts exactly as serverFiles renders them, with this kit's values.
-    for (const file of files) {
-      if (!file.path.startsWith(`${base.libDir}/`)) continue;
-      const name = file.path.split("/").pop()!;
-      const path = join(String(this.values.libDir), name);
-      writeFileSync(path, renderTemplate(`scripts/${name}`, this.values));
+    // The server scripts exactly as serverFiles renders them (each from its declared template), with this kit's values.
+    for (const file of SERVER_FILES) {
+      if (!file.path.startsWith(`${base.libDir}/`) || !("template" in file.source)) continue;
+      const path = join(String(this.values.libDir), file.path.split("/").pop()!);
+      writeFileSync(path, renderTemplate(file.source.template, this.values));
       chmodSync(path, 0o755);
     }
     // As systemd gives the units their EnvironmentFile (s3.env): the key pair, and the CA.

@@ -106,7 +106,7 @@ describe("deploy steps", () => {
     expect(push.script.text).toMatch(/^put \/etc\/kit\/s3\.env 0600 secret /m);
     expect(push.script.text).toMatch(/^put \/etc\/app\/secrets\.env 0600 secret /m);
     expect(push.script.text).toMatch(/^put \/etc\/litestream\.yml 0644 plain /m);
-    expect(files.filter((f) => f.secret).map((f) => f.path).sort()).toEqual(["/etc/app/secrets.env", "/etc/kit/s3.env"]);
+    expect(files.filter((f) => f.secret).map((f) => f.path).sort()).toEqual(["/etc/app/secrets.env", "/etc/kit/alerts.env", "/etc/kit/s3.env"]);
     expect(push.script.text).toContain("if has /etc/kit/s3.env /etc/litestream.yml; then systemctl try-restart litestream.service; fi");
     expect(push.script.text).toContain("systemctl enable --quiet --now fallback-backup.timer restore-drill.timer");
   });
