@@ -5,7 +5,7 @@
  */
 const transform = { "^.+\\.ts$": ["@swc/jest", { jsc: { parser: { syntax: "typescript" }, target: "es2022" } }] };
 
-module.exports = {
+export default {
   testEnvironment: "node",
   roots: ["<rootDir>/test"],
   testMatch: ["<rootDir>/test/**/*.test.ts"],

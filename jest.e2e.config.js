@@ -3,7 +3,7 @@
  * Needs root and the host tools listed in test/e2e/README.md. Run with `npm run test:e2e` (--runInBand:
  * suites share the rootfs cache and the host's loop devices).
  */
-module.exports = {
+export default {
   testEnvironment: "node",
   roots: ["<rootDir>/test/e2e"],
   testMatch: ["<rootDir>/test/e2e/**/*.e2e.test.ts"],

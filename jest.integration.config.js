@@ -1,7 +1,7 @@
 /** Integration tests: the operations scripts against real sshd, sqlite3, Litestream and the strict lab S3 (lab/s3, a child process) on loopback. */
-const unit = require("./jest.config");
+import unit from "./jest.config.js";
 
-module.exports = {
+export default {
   ...unit,
   testMatch: ["<rootDir>/test/**/*.int.test.ts"],
   testPathIgnorePatterns: ["/node_modules/"],

@@ -13,7 +13,7 @@ import { shrinkProblems } from "./deployed-size.ts";
  */
 function main(): void {
   const root = REPO_ROOT;
-  const clientsDir = process.env.KIT_CLIENTS_DIR ?? join(__dirname, "clients");
+  const clientsDir = process.env.KIT_CLIENTS_DIR ?? join(import.meta.dirname, "clients");
   let environments;
   try {
     environments = loadClientsDir(AGENCY, clientsDir, root);

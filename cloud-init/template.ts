@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-export const TEMPLATES_DIR = join(__dirname, "templates");
+export const TEMPLATES_DIR = join(import.meta.dirname, "templates");
 
 /** A value substituted into a template. */
 export type TemplateValue = string | number;

@@ -1,8 +1,9 @@
+#!/usr/bin/env node
 /**
  * Deploys a client environment's app: npx tsx scripts/deploy.ts <stack> [--ref REF] [--rollback] …
  * (Run with tsx: zx 8's own CLI imports .ts files natively only on Node ≥ 22.6.) See --help.
  */
-import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, say } from "./lib/cli.ts";
+import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, scriptArgs, say } from "./lib/cli.ts";
 import { deploy, pushConfiguration, rollbackOne } from "./lib/deploy-run.ts";
 import { OpsError } from "./lib/errors.ts";
 import { SshRunner } from "./lib/ssh.ts";
@@ -31,7 +32,7 @@ Secrets: /etc/kit/s3.env is pushed only when the outputs file holds the sensitiv
 ${COMMON_HELP}`;
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["ref", "to", "keep", "health-seconds"], boolean: ["rollback", "config-only"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["ref", "to", "keep", "health-seconds"], boolean: ["rollback", "config-only"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const stack = oneStack(args, "npx tsx scripts/deploy.ts <stack>, e.g. example-prod");
   // Every flag checked before anything connects.

@@ -1,9 +1,10 @@
+#!/usr/bin/env node
 /**
  * Checks this machine before a deploy or an operation: npx tsx scripts/doctor.ts [<stack>] [--local]. See --help.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { main, parseArgs } from "./lib/cli.ts";
+import { main, parseArgs, scriptArgs } from "./lib/cli.ts";
 import { type Check, checkCredentials, checkLocalTools, checkNode, checkOutputs, checkSshKey, checkTerraform, formatChecks } from "./lib/doctor.ts";
 import { loadEnvironment, REPO_ROOT } from "./lib/target.ts";
 
@@ -21,7 +22,7 @@ this machine and names each missing thing with its fix. Exits 1 when something i
   --litestream PATH   the litestream binary restore.ts --local would be given`;
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { boolean: ["local"], string: ["litestream"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { boolean: ["local"], string: ["litestream"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const [stackName] = args.positional;
   const stack = stackName === undefined ? undefined : loadEnvironment(stackName, args.clientsDir);

@@ -1,7 +1,8 @@
+#!/usr/bin/env node
 /**
  * Restore drill, safe on production at any time: npx tsx scripts/drill.ts <stack> [--report FILE]. See --help.
  */
-import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli.ts";
+import { COMMON_HELP, main, oneStack, parseArgs, scriptArgs, say } from "./lib/cli.ts";
 import { drillRemote } from "./lib/drill-run.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { loadEnvironment, resolveTarget } from "./lib/target.ts";
@@ -19,7 +20,7 @@ sentinel was restorable) and RTO (restore wall time). Exits non-zero when a chec
 ${COMMON_HELP}`;
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["report"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["report"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const stack = oneStack(args, "npx tsx scripts/drill.ts <stack>");
   const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);

@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * Try a client's server on this machine: npm run lab -- <stack> | down. See --help.
  */
@@ -8,7 +9,7 @@ import { hetznerVolumeDevice } from "../stacks/server/hetzner.ts";
 import { bootKitServer, createKitLab, type KitLab, labEnvironment, waitForBootstrap } from "../lab/kit-lab.ts";
 import { sshArgv } from "../lab/harness/index.ts";
 import { processIdentity, SCRATCH_ROOT, sweepLeftovers } from "../lab/harness/teardown.ts";
-import { main, parseArgs, say } from "./lib/cli.ts";
+import { main, parseArgs, scriptArgs, say } from "./lib/cli.ts";
 import { OpsError } from "./lib/errors.ts";
 import { loadEnvironment } from "./lib/target.ts";
 
@@ -128,7 +129,7 @@ async function down(): Promise<number> {
 }
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), {});
+  const args = parseArgs(scriptArgs(import.meta.url), {});
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const [what] = args.positional;
   if (!what) throw new OpsError("which stack?", "npm run lab -- <stack>   (or: npm run lab -- down; see --help)");

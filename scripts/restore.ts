@@ -1,8 +1,9 @@
+#!/usr/bin/env node
 /**
  * Disaster recovery: npx tsx scripts/restore.ts <stack> --list | --latest | --timestamp T | --from-fallback |
  * --from-file PATH [--local FILE]. See --help.
  */
-import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, restorableTime, say } from "./lib/cli.ts";
+import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, scriptArgs, restorableTime, say } from "./lib/cli.ts";
 import { durationSeconds } from "../app/config/checker.ts";
 import { OpsError } from "./lib/errors.ts";
 import { checkTimestamp, listLocal, listRemote, restoreLocal, restoreRemote, summarizeListing } from "./lib/restore-run.ts";
@@ -31,7 +32,7 @@ and print how to undo.
 ${COMMON_HELP}`;
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), {
+  const args = parseArgs(scriptArgs(import.meta.url), {
     string: ["timestamp", "from-file", "local", "litestream", "health-seconds"],
     boolean: ["list", "latest", "from-fallback"],
   });

@@ -1,8 +1,9 @@
+#!/usr/bin/env node
 /**
  * Rotates the backup user's access key without a gap: npx tsx scripts/rotate-keys.ts <stack>. See --help and
  * scripts/lib/rotate-keys-run.ts.
  */
-import { COMMON_HELP, main, oneStack, parseArgs, say } from "./lib/cli.ts";
+import { COMMON_HELP, main, oneStack, parseArgs, scriptArgs, say } from "./lib/cli.ts";
 import { OpsError } from "./lib/errors.ts";
 import { rotateKeys } from "./lib/rotate-keys-run.ts";
 import { SshRunner } from "./lib/ssh.ts";
@@ -28,7 +29,7 @@ Exit status: 0 at rest (one key, the server uses it) or done; 2 when the rotatio
 ${COMMON_HELP}`;
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), {});
+  const args = parseArgs(scriptArgs(import.meta.url), {});
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   const stack = oneStack(args, "npx tsx scripts/rotate-keys.ts <stack>, e.g. example-prod");
   if (args.yes) throw new OpsError("--yes: rotate-keys asks nothing (your steps are printed, not confirmed)", "drop --yes");

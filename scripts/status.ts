@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * The fleet view: npx tsx scripts/status.ts [<stack>…|--all] [--json] [--html FILE]. See --help.
  */
@@ -6,7 +7,7 @@ import { dirname, join, resolve } from "node:path";
 import { AGENCY } from "../app/agency.ts";
 import { loadClientsDir } from "../app/config/load.ts";
 import { WATCH_STALE_SECONDS } from "../cloud-init/watch-verdict.ts";
-import { COMMON_HELP, given, main, parseArgs, say } from "./lib/cli.ts";
+import { COMMON_HELP, given, main, parseArgs, scriptArgs, say } from "./lib/cli.ts";
 import { OpsError } from "./lib/errors.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { fleetStatus, readStatusStep, type StatusTarget } from "./lib/status.ts";
@@ -37,7 +38,7 @@ ${COMMON_HELP.replace(/\n {2}--(yes|dry-run|s3-endpoint) [^\n]*/g, "").replace(/
 const ONE_SERVER_FLAGS = ["host", "user", "port", "outputs"];
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["html"], boolean: ["all", "json"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["html"], boolean: ["all", "json"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   // Every flag is checked before a client file is read or a server contacted.
   for (const flag of ["yes", "s3-endpoint", "render-overrides"]) {

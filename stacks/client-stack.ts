@@ -1,4 +1,4 @@
-import { AwsProvider } from "@cdktf/provider-aws/lib/provider";
+import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
 import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import type { Construct } from "constructs";
 import type { AgencySettings, ProviderName, ResolvedEnvironment } from "../app/config/types.ts";

@@ -7,11 +7,18 @@ import { KEY_TYPES, MIN_RSA_BITS, type ParsedKey } from "./ssh-key.ts";
  *   app/clients/acme.ts: environments.prod.region: "fra9" is not a DigitalOcean region (fra1, ams3, …)
  */
 export class ConfigProblem {
+  readonly file: string;
+  readonly path: string;
+  readonly message: string;
   constructor(
-    readonly file: string,
-    readonly path: string,
-    readonly message: string,
-  ) {}
+    file: string,
+    path: string,
+    message: string,
+  ) {
+    this.file = file;
+    this.path = path;
+    this.message = message;
+  }
 
   toString(): string {
     return `${this.file}: ${this.path}: ${this.message}`;
@@ -20,12 +27,14 @@ export class ConfigProblem {
 
 /** Thrown once per synth with every problem found in every client file. */
 export class ConfigError extends Error {
-  constructor(readonly problems: readonly ConfigProblem[]) {
+  readonly problems: readonly ConfigProblem[];
+  constructor(problems: readonly ConfigProblem[]) {
     super(
       `${problems.length} problem${problems.length === 1 ? "" : "s"} in the client configuration ` +
         `(no stack was written):\n` +
         problems.map((p) => `  - ${p}`).join("\n"),
     );
+    this.problems = problems;
     this.name = "ConfigError";
   }
 }

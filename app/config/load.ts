@@ -1,4 +1,5 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
 import { extname, join, relative } from "node:path";
 import { ConfigError, ConfigProblem, problem } from "./errors.ts";
 import type { AgencySettings, ClientConfig, ResolvedEnvironment } from "./types.ts";
@@ -15,10 +16,15 @@ export function clientFiles(dir: string): string[] {
     .map((name) => join(dir, name));
 }
 
+/**
+ * Loads a client file synchronously. The kit's modules are ES modules (node, tsx, zx): require comes from
+ * createRequire. Under Jest they are compiled to CommonJS, and Jest's own require keeps its transform.
+ */
+const load = typeof require === "function" ? require : createRequire(import.meta.url);
+
 /** Reads one client file's default export. */
 export function readClientFile(file: string): ClientConfig {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const mod = require(file) as { default?: ClientConfig };
+  const mod = load(file) as { default?: ClientConfig };
   return mod.default as ClientConfig;
 }
 

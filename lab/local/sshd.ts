@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 import { userInfo } from "node:os";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -71,7 +71,7 @@ export async function startSshd(): Promise<TestSshd> {
     // Ready when the port accepts connections.
     for (let i = 0; i < 100; i++) {
       const ok = await new Promise<boolean>((resolve) => {
-        const socket = require("node:net").connect(port, "127.0.0.1");
+        const socket = connect(port, "127.0.0.1");
         socket.once("connect", () => (socket.destroy(), resolve(true)));
         socket.once("error", () => resolve(false));
       });

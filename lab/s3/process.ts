@@ -45,7 +45,7 @@ export interface LabS3Process {
 /** The server's own listen and certificate options (lab/s3/server.ts). */
 export type LabS3ProcessStartOptions = Pick<LabS3Options, "host" | "certIps" | "plainHttp">;
 
-const MAIN = join(__dirname, "main.ts");
+const MAIN = join(import.meta.dirname, "main.ts");
 const STARTUP_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 15_000;
 

@@ -17,7 +17,7 @@
 import { writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
 import { join } from "node:path";
-import { main, parseArgs, say } from "../lib/cli.ts";
+import { main, parseArgs, scriptArgs, say } from "../lib/cli.ts";
 import { deploy } from "../lib/deploy-run.ts";
 import { OpsError } from "../lib/errors.ts";
 import { SshRunner } from "../lib/ssh.ts";
@@ -160,7 +160,7 @@ async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds:
 }
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["url", "concurrency", "ref", "max-seconds", "deploys", "keep-alive"], boolean: ["allow-remote"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["url", "concurrency", "ref", "max-seconds", "deploys", "keep-alive"], boolean: ["allow-remote"] });
   // --keep-alive yes|no|both: reuse connections (what a browser does), a new one per request, or both.
   const keepAliveFlag = String(args.flags["keep-alive"] ?? "both");
   if (!["yes", "no", "both"].includes(keepAliveFlag)) throw new OpsError(`--keep-alive ${keepAliveFlag}`, "pass yes, no or both");

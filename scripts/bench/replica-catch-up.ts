@@ -17,7 +17,7 @@ import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { main, parseArgs, say } from "../lib/cli.ts";
+import { main, parseArgs, scriptArgs, say } from "../lib/cli.ts";
 import { OpsError } from "../lib/errors.ts";
 import { LITESTREAM, median, MiB, run, seconds, seedDatabase, sql, startLabReplica, type LabReplica } from "./lab-replica.ts";
 
@@ -122,7 +122,7 @@ async function oneRun(variant: string, template: string, bulkMiB: number, work: 
 }
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["runs", "db-mib", "bulk-mib", "variants"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["runs", "db-mib", "bulk-mib", "variants"] });
   if (args.help) {
     return void process.stdout.write(`Usage: npm run bench:catch-up [-- --runs 3 --db-mib 250 --bulk-mib 100 --variants ${Object.keys(VARIANTS).join(",")}]\n\nVariants:\n${Object.entries(VARIANTS).map(([k, v]) => `  ${k.padEnd(22)}${v.what}`).join("\n")}\n`);
   }

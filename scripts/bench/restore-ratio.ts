@@ -17,7 +17,7 @@ import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT } from "../../app/repo.ts";
-import { main, parseArgs, say } from "../lib/cli.ts";
+import { main, parseArgs, scriptArgs, say } from "../lib/cli.ts";
 import { OpsError } from "../lib/errors.ts";
 import { LITESTREAM, median, MiB, run, seconds, seedDatabase, sql, startLabReplica, type LabReplica } from "./lab-replica.ts";
 
@@ -109,7 +109,7 @@ async function oneSize(mib: number, runs: number, work: string): Promise<Timed[]
 }
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["runs", "sizes"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["runs", "sizes"] });
   if (args.help) return void process.stdout.write("Usage: npm run bench:restore-ratio [-- --runs 3 --sizes 50,250,1024]\n");
   const runs = Number(args.flags.runs ?? 3);
   if (!Number.isInteger(runs) || runs < 1) throw new OpsError(`--runs ${String(args.flags.runs)} is not a whole number ≥ 1`, "e.g. --runs 3");

@@ -25,7 +25,7 @@ import { join } from "node:path";
 import { localEnvironments, labAccess } from "../../lab/local/local-kit.ts";
 import { startWatchKit, type WatchKit } from "../../lab/local/watch-kit.ts";
 import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process.ts";
-import { integerFlag, main, parseArgs, say } from "../lib/cli.ts";
+import { integerFlag, main, parseArgs, scriptArgs, say } from "../lib/cli.ts";
 import { OpsError } from "../lib/errors.ts";
 import { median, MiB, seedDatabase } from "./lab-replica.ts";
 
@@ -131,7 +131,7 @@ const range = (xs: readonly number[], digits: number, unit: string) =>
   `${median(xs).toFixed(digits)} ${unit} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})`;
 
 void main(async () => {
-  const args = parseArgs(process.argv.slice(2), { string: ["runs", "every", "db-mib", "hourly-every"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["runs", "every", "db-mib", "hourly-every"] });
   if (args.help) return void process.stdout.write("Usage: npm run bench:watcher [-- --runs 30 --every 5 --db-mib 300 --hourly-every 10]\n");
   const runs = integerFlag(args, "runs", 3, 1000) ?? 30;
   const every = integerFlag(args, "every", 2, 60) ?? 5;

@@ -1,5 +1,7 @@
 /** What the three scripts share: flags, help, confirmation, progress lines and the error/exit convention. */
+import { realpathSync } from "node:fs";
 import { createInterface } from "node:readline/promises";
+import { fileURLToPath } from "node:url";
 import { minimist } from "zx";
 import { ConfigError } from "../../app/config/errors.ts";
 import { errors, OpsError } from "./errors.ts";
@@ -34,6 +36,23 @@ export interface ParsedArgs {
   readonly dryRun: boolean;
   readonly yes: boolean;
   readonly help: boolean;
+}
+
+/**
+ * The arguments after the script's own path (pass the script's import.meta.url). node, tsx and a direct run
+ * put the script in argv[1]; `npx zx script.ts` keeps zx's own CLI there and the script in argv[2].
+ */
+export function scriptArgs(scriptUrl: string, argv: readonly string[] = process.argv): string[] {
+  const script = fileURLToPath(scriptUrl);
+  const real = (path: string) => {
+    try {
+      return realpathSync(path);
+    } catch {
+      return path;
+    }
+  };
+  const at = argv.findIndex((arg, i) => i > 0 && real(arg) === script);
+  return argv.slice(at === -1 ? 2 : at + 1);
 }
 
 /** Parses argv; unknown flags are an error (a typo must not run a default). */

@@ -1,5 +1,5 @@
-import { DigitaloceanProvider } from "@cdktf/provider-digitalocean/lib/provider";
-import { Record as DnsRecord } from "@cdktf/provider-digitalocean/lib/record";
+import { DigitaloceanProvider } from "@cdktf/provider-digitalocean/lib/provider/index.js";
+import { Record as DnsRecord } from "@cdktf/provider-digitalocean/lib/record/index.js";
 import { Token } from "cdktf";
 import { Construct } from "constructs";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
