@@ -1,19 +1,19 @@
 /**
  * The fleet view against a real sshd on loopback, with verdicts and history the real watch.sh wrote (run
- * with bash against sqlite3, Litestream 0.3.13 and the lab S3, as test/watch.int.test.ts runs it), beside a
+ * with bash against sqlite3, Litestream 0.3.13 and the lab S3, by the watch kit test/watch.int.test.ts uses), beside a
  * server whose watcher went silent and one that cannot be reached; then the --html page as headless
  * Chromium (Debian's package) renders it, and scripts/status.ts as an operator runs it.
  */
 import { execFile, execFileSync, spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { renderTemplate } from "../../cloud-init/template.ts";
 import type { WatchHistoryLine, WatchVerdict } from "../../cloud-init/watch-verdict.ts";
 import { REPO_ROOT } from "../../lab/environments.ts";
-import { DENO, labAccess, LITESTREAM_DIR, LocalKit, localEnvironments } from "../../lab/local/local-kit.ts";
+import { labAccess, localEnvironments } from "../../lab/local/local-kit.ts";
 import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd.ts";
+import { startWatchKit, type WatchKit } from "../../lab/local/watch-kit.ts";
 import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process.ts";
 import { SshRunner } from "../../scripts/lib/ssh.ts";
 import { fleetStatus, type StatusPaths, type StatusReport, type StatusRow } from "../../scripts/lib/status.ts";
@@ -28,25 +28,23 @@ const DAY = 86_400_000;
 const SILENT_SHIFT_MS = [16 * 3_600_000 + 600_000, 8 * 3_600_000 + 600_000, 600_000];
 
 let lab: LabS3Process;
-let kit: LocalKit;
+let w: WatchKit;
 let sshd: TestSshd;
 let caddy: Server;
 let dir: string;
 const runners: SshRunner[] = [];
 const at = (...parts: string[]) => join(dir, ...parts);
-/** What each server's read step reads: the kit's files for `good`, a copy aged by 10 min for `silent`. */
+/** What each server's read step reads: the watch kit's files for `good`, a copy aged by 10 min for `silent`. */
 const paths = new Map<string, StatusPaths>();
 let report: StatusReport;
 let verdict: WatchVerdict;
 let history: WatchHistoryLine[];
+let readSeconds = 0;
 
-/** Runs watch.sh once as kit-watch.service does, with the stand-in systemctl's answers. */
+/** Runs watch.sh once as kit-watch.service does (exit 1 is a critical verdict, still a verdict). */
 function watch(): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(join(kit.path("libDir"), "watch.sh"), [], {
-      env: { ...kit.env, PATH: `${at("stand-in")}:${kit.env.PATH}`, SYSTEMCTL_STATE: at("systemctl") },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const child = spawn(w.script, [], { env: w.env, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     child.once("error", reject);
@@ -61,41 +59,18 @@ function outputs(stack: string, keyId: string, created: Date): string {
   return file;
 }
 
-const target = (env: (typeof good), port: number, outputsFile: string): Target =>
+const target = (env: typeof good, port: number, outputsFile: string): Target =>
   resolveTarget(env, { outputs: outputsFile, host: "127.0.0.1", user: sshd.user, port, identity: sshd.identity, knownHosts: at("known_hosts") });
 const row = (stack: string): StatusRow => report.environments.find((r) => r.stack === stack)!;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "kit-status-"));
-  for (const d of ["watch", "systemctl", "stand-in", "bin", "silent"]) mkdirSync(at(d));
+  mkdirSync(at("silent"));
   caddy = createServer((_, res) => res.end("ok"));
   await new Promise<void>((resolve) => caddy.listen(0, "127.0.0.1", resolve));
   [lab, sshd] = await Promise.all([startKitLabS3Process([good]), startSshd()]);
-  copyFileSync(join(REPO_ROOT, "test", "support", "systemctl-stand-in.sh"), at("stand-in/systemctl"));
-  // Healthy units, as systemd would answer for them (the stand-in's files, as test/watch.int.test.ts has them).
-  for (const [unit, props] of Object.entries({
-    "litestream.service": "ActiveState=active",
-    "fallback-backup.service": "ActiveState=inactive\nResult=success",
-    "fallback-backup.timer": "ActiveState=active\nLastTriggerUSec=",
-    "restore-drill.service": "ActiveState=inactive\nResult=success",
-    "restore-drill.timer": "ActiveState=active\nLastTriggerUSec=",
-  })) {
-    writeFileSync(at("systemctl", unit), `${props}\n`);
-  }
-  symlinkSync(join(LITESTREAM_DIR, "litestream"), at("bin/litestream"));
-  symlinkSync(DENO, at("bin/deno"));
-  kit = new LocalKit(labAccess(lab, good), good, {
-    watchDir: at("watch"),
-    watchVerdictFile: at("watch/verdict.json"),
-    watchHistoryFile: at("watch/history.jsonl"),
-    domainName: "",
-    httpPort: (caddy.address() as { port: number }).port,
-    binDir: at("bin"),
-    caddyfile: at("Caddyfile"),
-  });
-  writeFileSync(join(kit.path("libDir"), "watch.sh"), renderTemplate("../watch/watch.sh", kit.values), { mode: 0o755 });
-  writeFileSync(at("Caddyfile"), `:80 {\n\treverse_proxy 127.0.0.1:${good.app.port}\n}\n`);
-  symlinkSync("/srv/app/releases/20261203T100000Z-abc1234", join(kit.path("slotsDir"), String(good.app.port)));
+  w = startWatchKit(labAccess(lab, good), good, { httpPort: (caddy.address() as { port: number }).port });
+  const { kit } = w;
   kit.sql(kit.dbFile, "PRAGMA journal_mode=WAL; CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes(body) VALUES ('a');");
   // A drill report, as restore-drill.sh leaves it: the drill column shows its RPO/RTO.
   writeFileSync(join(kit.path("drillDir"), "latest.json"), `{"stack":"${good.stackName}","at":"20261201T040000Z","ok":true,"replica":"s3://b/p","sentinel":"drill-1","integrity":"ok","rpo_ms":812,"rto_ms":1400,"missing_tables":0,"tables":[]}\n`);
@@ -105,18 +80,23 @@ beforeAll(async () => {
     await watch();
     await new Promise((r) => setTimeout(r, 1100));
   }
-  verdict = JSON.parse(readFileSync(at("watch/verdict.json"), "utf8")) as WatchVerdict;
-  history = readFileSync(at("watch/history.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as WatchHistoryLine);
+  verdict = JSON.parse(readFileSync(kit.path("watchVerdictFile"), "utf8")) as WatchVerdict;
+  history = readFileSync(kit.path("watchHistoryFile"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as WatchHistoryLine);
 
-  // The silent server: the same real verdict and history, ten minutes older (as if its timer stopped then),
-  // its release name hostile (and a terminal escape in a check's value), its Deno one patch behind the pin and its backup key 200 days old.
+  // The silent server: the same real verdict and history, older (as if its timer stopped 10 min ago), the
+  // history spread over its day, its release name hostile (and a terminal escape in a check's value), its
+  // Deno one patch behind the pin and its backup key 200 days old.
   const older = (iso: string, ms = 600_000) => new Date(Date.parse(iso) - ms).toISOString().replace(/\.\d{3}Z$/, "Z");
-  writeFileSync(at("silent/verdict.json"), `${JSON.stringify({ ...verdict, stack: silent.stackName, checkedAt: older(verdict.checkedAt), checks: { ...verdict.checks, updates: { state: "warn", value: "3 pending\u001b[2J" } }, facts: { ...verdict.facts, release: HOSTILE } })}\n`);
+  writeFileSync(
+    at("silent/verdict.json"),
+    `${JSON.stringify({ ...verdict, stack: silent.stackName, checkedAt: older(verdict.checkedAt), checks: { ...verdict.checks, updates: { state: "warn", value: "3 pending\u001b[2J" } }, facts: { ...verdict.facts, release: HOSTILE } })}\n`,
+  );
   writeFileSync(at("silent/history.jsonl"), history.map((h, i) => `${JSON.stringify({ ...h, checkedAt: older(h.checkedAt, SILENT_SHIFT_MS[i]) })}\n`).join(""));
   writeFileSync(at("silent/deno"), "#!/bin/sh\necho 'deno 2.9.5'\n", { mode: 0o755 });
   writeFileSync(at("silent/s3.env"), "AWS_ACCESS_KEY_ID=AKIASILENTKEY0000001\nAWS_SECRET_ACCESS_KEY=never-read\n", { mode: 0o600 });
-  paths.set(good.stackName, { watchVerdictFile: at("watch/verdict.json"), watchHistoryFile: at("watch/history.jsonl"), s3CredentialsFile: kit.path("s3CredentialsFile"), deno: at("bin/deno"), litestream: at("bin/litestream") });
-  paths.set(silent.stackName, { watchVerdictFile: at("silent/verdict.json"), watchHistoryFile: at("silent/history.jsonl"), s3CredentialsFile: at("silent/s3.env"), deno: at("silent/deno"), litestream: at("bin/litestream") });
+  const bin = String(kit.values.binDir);
+  paths.set(good.stackName, { watchVerdictFile: kit.path("watchVerdictFile"), watchHistoryFile: kit.path("watchHistoryFile"), s3CredentialsFile: kit.path("s3CredentialsFile"), deno: join(bin, "deno"), litestream: join(bin, "litestream") });
+  paths.set(silent.stackName, { watchVerdictFile: at("silent/verdict.json"), watchHistoryFile: at("silent/history.jsonl"), s3CredentialsFile: at("silent/s3.env"), deno: at("silent/deno"), litestream: join(bin, "litestream") });
 
   const targets = [
     target(good, sshd.port, outputs(good.stackName, kit.access.accessKeyId, new Date(Date.now() - 40 * DAY))),
@@ -127,7 +107,7 @@ beforeAll(async () => {
   report = await fleetStatus(
     targets.map((t) => ({ target: t })),
     {
-      pathsFor: (t) => paths.get(t.env.stackName) ?? paths.get(good.stackName)!,
+      pathsFor: (t) => paths.get(t.env.stackName)!,
       runnerFor: (t) => {
         const runner = new SshRunner(t.ssh, { ...t.sshSettings, controlDir: at("ctl"), connectTimeoutSeconds: 5 });
         runners.push(runner);
@@ -137,12 +117,10 @@ beforeAll(async () => {
   );
   readSeconds = (Date.now() - started) / 1000;
 }, 120_000);
-let readSeconds = 0;
 
 afterAll(async () => {
   await Promise.all(runners.map((r) => r.close()));
-  await kit?.stopReplication();
-  await kit?.cleanup();
+  await w?.cleanup();
   await lab?.stop();
   await sshd?.stop();
   await new Promise((resolve) => caddy?.close(resolve));
