@@ -28,6 +28,7 @@ older than ${WATCH_STALE_SECONDS} s (the watcher stopped), is red. Exits 1 when 
   --json          the report as JSON on stdout (README, "Status of the fleet")
   --html FILE     also write one self-contained page: the table and each environment's replication lag
                   over the last day (overwrites only a page this command wrote)
+  --outputs-dir DIR   each stack's outputs file is DIR/<stack>.json (default outputs/)
   --dry-run       list the servers and the read step; connect to none
 ${COMMON_HELP.replace(/\n {2}--(yes|dry-run|s3-endpoint) [^\n]*/g, "").replace(/; the SSH keys a deploy\n\s+pushes come from the client file found there/, "")}
 
@@ -38,7 +39,7 @@ ${COMMON_HELP.replace(/\n {2}--(yes|dry-run|s3-endpoint) [^\n]*/g, "").replace(/
 const ONE_SERVER_FLAGS = ["host", "user", "port", "outputs"];
 
 void main(async () => {
-  const args = parseArgs(scriptArgs(import.meta.url), { string: ["html"], boolean: ["all", "json"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["html", "outputs-dir"], boolean: ["all", "json"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
   // Every flag is checked before a client file is read or a server contacted.
   for (const flag of ["yes", "s3-endpoint", "render-overrides"]) {
@@ -53,11 +54,13 @@ void main(async () => {
     if (one) throw new OpsError(`--${one} names one server, and this shows ${all ? "all environments" : stacks.length}`, `drop --${one}, or show one stack: npx tsx scripts/status.ts <stack> --${one} …`);
   }
   const html = given(args, "html") ? htmlFile(String(args.flags.html)) : undefined;
+  if (given(args, "outputs-dir") && given(args, "outputs")) throw new OpsError("--outputs and --outputs-dir together: both say where the outputs file is", "drop one of them (see --help)");
+  const outputsDir = given(args, "outputs-dir") ? directory("--outputs-dir", String(args.flags["outputs-dir"])) : undefined;
 
   const envs = all ? loadClientsDir(AGENCY, args.clientsDir === undefined ? join(REPO_ROOT, "app", "clients") : resolve(args.clientsDir), REPO_ROOT) : stacks.map((s) => loadEnvironment(s, args.clientsDir));
   const targets: StatusTarget[] = envs.map((env) => {
     try {
-      return { target: resolveTarget(env, args.target) };
+      return { target: resolveTarget(env, outputsDir ? { ...args.target, outputs: join(outputsDir, `${env.stackName}.json`) } : args.target) };
     } catch (error) {
       if (!(error instanceof OpsError)) throw error;
       return { stack: env.stackName, client: env.client, environment: env.environment, problem: error };
@@ -92,6 +95,13 @@ void main(async () => {
     await Promise.all(runners.map((r) => r.close()));
   }
 });
+
+/** A directory flag's value: it exists. */
+function directory(flag: string, value: string): string {
+  const dir = resolve(value);
+  if (value === "" || !existsSync(dir) || !statSync(dir).isDirectory()) throw new OpsError(`${flag} ${JSON.stringify(value)} is not a directory`, `pass the directory that holds the <stack>.json outputs files`);
+  return dir;
+}
 
 /** The --html file: its directory exists, and it is new or a page this command wrote (nothing else is overwritten). */
 function htmlFile(value: string): string {

@@ -281,6 +281,8 @@ describe("scripts/status.ts as an operator runs it", () => {
       refused(["example-prod", "--html", at("no-such-dir", "s.html")], `--html ${at("no-such-dir", "s.html")}: ${at("no-such-dir")} is not a directory`, "create it, or name a file in an existing directory"),
       refused(["example-prod", "--html", at("notes.html")], `--html ${at("notes.html")} exists and is not a page status.ts wrote: it would be overwritten`, "name another file, or move that one aside"),
       refused(["example-prod", "--yes"], "--yes is not used by status.ts (it only reads)", "drop --yes"),
+      refused(["--all", "--outputs-dir", at("no-such-dir")], `--outputs-dir ${JSON.stringify(at("no-such-dir"))} is not a directory`, "pass the directory that holds the <stack>.json outputs files"),
+      refused(["example-prod", "--outputs-dir", dir, "--outputs", at("x.json")], "--outputs and --outputs-dir together: both say where the outputs file is", "drop one of them (see --help)"),
       refused(["example-prdo"], 'no client environment named "example-prdo"', "use one of: examplehz-prod, example-prod, example-staging (stacks come from app/clients/*.ts)"),
       refused(["example-prod", "--jsno"], "unknown option --jsno", "see --help"),
     ]);
@@ -313,5 +315,10 @@ describe("scripts/status.ts as an operator runs it", () => {
     // A second run overwrites its own page.
     expect((await run(["example-prod", "--port", String(sshd.port), ...shared])).code).toBe(1);
     expect(existsSync(`${page}.tmp`)).toBe(false);
+    // The address and user from DIR/<stack>.json (--outputs-dir), as --all reads every stack's.
+    mkdirSync(at("outputs"));
+    writeFileSync(at("outputs", "example-prod.json"), JSON.stringify({ "example-prod": { ipv4: "127.0.0.1", ssh_user: sshd.user } }));
+    const fromDir = await run(["example-prod", "--outputs-dir", at("outputs"), "--port", String(sshd.port), "--identity", sshd.identity, "--known-hosts", at("known_hosts"), "--json"]);
+    expect((JSON.parse(fromDir.stdout) as StatusReport).environments[0]).toMatchObject({ destination: `${sshd.user}@127.0.0.1:${sshd.port}`, cells: { health: { text: "no verdict" } } });
   }, 120_000);
 });
