@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * Deploys a client environment's app: npx tsx scripts/deploy.ts <stack> [--ref REF] [--rollback] …
- * (Run with tsx: zx 8's own CLI imports .ts files natively only on Node ≥ 22.6.) See --help.
+ * Deploys a client environment's app: npx zx scripts/deploy.ts <stack> [--ref REF] [--rollback] …
+ * (or directly: scripts/deploy.ts <stack>; npx tsx works too). See --help.
  */
 import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, scriptArgs, say } from "./lib/cli.ts";
 import { deploy, pushConfiguration, rollbackOne } from "./lib/deploy-run.ts";
@@ -9,7 +9,7 @@ import { OpsError } from "./lib/errors.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
-const HELP = `Usage: npx tsx scripts/deploy.ts <stack> [options]
+const HELP = `Usage: npx zx scripts/deploy.ts <stack> [options]
 
 Deploys the app of <stack> (e.g. example-prod): takes the server's deploy lock, pushes the configuration
 that changed (rendered from the client file, exactly as the bootstrap renders it), fetches the app at --ref
@@ -34,7 +34,7 @@ ${COMMON_HELP}`;
 void main(async () => {
   const args = parseArgs(scriptArgs(import.meta.url), { string: ["ref", "to", "keep", "health-seconds"], boolean: ["rollback", "config-only"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const stack = oneStack(args, "npx tsx scripts/deploy.ts <stack>, e.g. example-prod");
+  const stack = oneStack(args, "npx zx scripts/deploy.ts <stack>, e.g. example-prod");
   // Every flag checked before anything connects.
   const keep = integerFlag(args, "keep", 2, 100);
   const healthSeconds = integerFlag(args, "health-seconds", 1, 3600);

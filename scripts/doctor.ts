@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Checks this machine before a deploy or an operation: npx tsx scripts/doctor.ts [<stack>] [--local]. See --help.
+ * Checks this machine before a deploy or an operation: npx zx scripts/doctor.ts [<stack>] [--local]. See --help.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -8,7 +8,7 @@ import { main, parseArgs, scriptArgs } from "./lib/cli.ts";
 import { type Check, checkCredentials, checkLocalTools, checkNode, checkOutputs, checkSshKey, checkTerraform, formatChecks } from "./lib/doctor.ts";
 import { loadEnvironment, REPO_ROOT } from "./lib/target.ts";
 
-const HELP = `Usage: npx tsx scripts/doctor.ts [<stack>] [--local] [--outputs FILE] [--identity FILE] [--clients-dir DIR]
+const HELP = `Usage: npx zx scripts/doctor.ts [<stack>] [--local] [--outputs FILE] [--identity FILE] [--clients-dir DIR]
 
 Checks what a deploy (npx cdktf deploy <stack>) or an operation (deploy.ts, restore.ts, drill.ts) needs on
 this machine and names each missing thing with its fix. Exits 1 when something is missing.

@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 /**
- * Restore drill, safe on production at any time: npx tsx scripts/drill.ts <stack> [--report FILE]. See --help.
+ * Restore drill, safe on production at any time: npx zx scripts/drill.ts <stack> [--report FILE]. See --help.
  */
 import { COMMON_HELP, main, oneStack, parseArgs, scriptArgs, say } from "./lib/cli.ts";
 import { drillRemote } from "./lib/drill-run.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
-const HELP = `Usage: npx tsx scripts/drill.ts <stack> [--report FILE]
+const HELP = `Usage: npx zx scripts/drill.ts <stack> [--report FILE]
 
 Proves the backups of <stack> restore. Runs the server's restore-drill.service — the same unit its monthly
 timer runs — which writes a sentinel row into the kit's table _kit_drill, waits until the S3 replica holds
@@ -22,7 +22,7 @@ ${COMMON_HELP}`;
 void main(async () => {
   const args = parseArgs(scriptArgs(import.meta.url), { string: ["report"] });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const stack = oneStack(args, "npx tsx scripts/drill.ts <stack>");
+  const stack = oneStack(args, "npx zx scripts/drill.ts <stack>");
   const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
   const runner = new SshRunner(target.ssh, target.sshSettings);
   try {

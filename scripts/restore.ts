@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Disaster recovery: npx tsx scripts/restore.ts <stack> --list | --latest | --timestamp T | --from-fallback |
+ * Disaster recovery: npx zx scripts/restore.ts <stack> --list | --latest | --timestamp T | --from-fallback |
  * --from-file PATH [--local FILE]. See --help.
  */
 import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, scriptArgs, restorableTime, say } from "./lib/cli.ts";
@@ -11,7 +11,7 @@ import type { RestoreSource } from "./lib/server-steps.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
-const HELP = `Usage: npx tsx scripts/restore.ts <stack> (--list | --latest | --timestamp T | --from-fallback | --from-file PATH) [options]
+const HELP = `Usage: npx zx scripts/restore.ts <stack> (--list | --latest | --timestamp T | --from-fallback | --from-file PATH) [options]
 
 Restores the database of <stack>. Always into a scratch file first (/mnt/data/scratch), then PRAGMA
 integrity_check and row counts per table beside the live database's; asks before it replaces anything
@@ -37,7 +37,7 @@ void main(async () => {
     boolean: ["list", "latest", "from-fallback"],
   });
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const stack = oneStack(args, "npx tsx scripts/restore.ts <stack> --list");
+  const stack = oneStack(args, "npx zx scripts/restore.ts <stack> --list");
   const f = args.flags;
   const chosen = ["list", "latest", "timestamp", "from-fallback", "from-file"].filter((k) => f[k] !== undefined && f[k] !== false);
   if (chosen.length !== 1) throw new OpsError(`choose one of --list, --latest, --timestamp, --from-fallback, --from-file (got ${chosen.length ? chosen.join(", ") : "none"})`, "see --help");

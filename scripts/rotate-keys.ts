@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Rotates the backup user's access key without a gap: npx tsx scripts/rotate-keys.ts <stack>. See --help and
+ * Rotates the backup user's access key without a gap: npx zx scripts/rotate-keys.ts <stack>. See --help and
  * scripts/lib/rotate-keys-run.ts.
  */
 import { COMMON_HELP, main, oneStack, parseArgs, scriptArgs, say } from "./lib/cli.ts";
@@ -9,7 +9,7 @@ import { rotateKeys } from "./lib/rotate-keys-run.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { loadEnvironment, resolveTarget } from "./lib/target.ts";
 
-const HELP = `Usage: npx tsx scripts/rotate-keys.ts <stack> [options]
+const HELP = `Usage: npx zx scripts/rotate-keys.ts <stack> [options]
 
 Rotates the access key of <stack>'s backup IAM user, so that the server always replicates with a key that
 exists. Each run reads where the rotation stands (the client file's backups.accessKeys, the outputs file's
@@ -31,7 +31,7 @@ ${COMMON_HELP}`;
 void main(async () => {
   const args = parseArgs(scriptArgs(import.meta.url), {});
   if (args.help) return void process.stdout.write(`${HELP}\n`);
-  const stack = oneStack(args, "npx tsx scripts/rotate-keys.ts <stack>, e.g. example-prod");
+  const stack = oneStack(args, "npx zx scripts/rotate-keys.ts <stack>, e.g. example-prod");
   if (args.yes) throw new OpsError("--yes: rotate-keys asks nothing (your steps are printed, not confirmed)", "drop --yes");
   const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
   const runner = new SshRunner(target.ssh, target.sshSettings);

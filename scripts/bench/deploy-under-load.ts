@@ -6,7 +6,7 @@
  *     builds its own lab (lab/kit-lab.ts: root, nspawn, as for `npm run test:e2e`), boots the example
  *     client's user data, and deploys a new commit of the fixture app --deploys times under load.
  *
- *   npx tsx scripts/bench/deploy-under-load.ts <stack> --url http://127.0.0.1/ [--concurrency 4] [--ref REF]
+ *   npx zx scripts/bench/deploy-under-load.ts <stack> --url http://127.0.0.1/ [--concurrency 4] [--ref REF]
  *     [deploy.ts's host flags: --host, --port, --identity, --known-hosts, --outputs, --render-overrides]
  *     against a server you have (only loopback URLs unless --allow-remote).
  *
@@ -168,7 +168,7 @@ void main(async () => {
   if (args.help) {
     process.stdout.write(
       "Usage: npm run bench:deploy [-- --deploys N --concurrency N --keep-alive yes|no|both]   (own lab; root)\n" +
-        "       npx tsx scripts/bench/deploy-under-load.ts <stack> --url URL [--concurrency N] [--ref REF] [--max-seconds N] [host flags]\n",
+        "       npx zx scripts/bench/deploy-under-load.ts <stack> --url URL [--concurrency N] [--ref REF] [--max-seconds N] [host flags]\n",
     );
     return 0;
   }

@@ -124,7 +124,7 @@ export async function pushConfiguration(options: DeployOptions): Promise<DeployR
   // Files whose declared effect is the app's next start (server-files.ts).
   const readAtStart = files.files.filter((f) => f.onChange.some((e) => e.kind === "app-start") && changedFiles.includes(f.path)).map((f) => f.path);
   if (readAtStart.length) {
-    say(`  the app reads ${readAtStart.join(" and ")} when it starts: the change takes effect at the next deploy (npx tsx scripts/deploy.ts ${env.stackName} --ref <ref>)`);
+    say(`  the app reads ${readAtStart.join(" and ")} when it starts: the change takes effect at the next deploy (npx zx scripts/deploy.ts ${env.stackName} --ref <ref>)`);
   }
   return { release: serving, port: state.activePort, changedFiles, seconds };
 }
@@ -258,7 +258,7 @@ export async function rollbackOne(options: DeployOptions & { readonly to?: strin
   const index = state.releases.indexOf(current);
   const previous = options.to ?? (index > 0 ? state.releases[index - 1] : undefined);
   if (!previous) {
-    throw new OpsError(`no release older than ${current || "the active one"} is left on ${runner.destination}`, `deploy a known-good ref instead: npx tsx scripts/deploy.ts ${env.stackName} --ref <ref>`);
+    throw new OpsError(`no release older than ${current || "the active one"} is left on ${runner.destination}`, `deploy a known-good ref instead: npx zx scripts/deploy.ts ${env.stackName} --ref <ref>`);
   }
   const caddyfile = (port: number) => planFiles(target, state, options.processEnv ?? process.env, port).files.find((f) => f.path === LAYOUT.caddyfile)!;
   plan.add(lockStep(runner, `rollback to ${previous}`, paths));
@@ -275,6 +275,6 @@ export async function rollbackOne(options: DeployOptions & { readonly to?: strin
   }
   const seconds = (Date.now() - started) / 1000;
   say(`✓ rolled back to ${previous} on 127.0.0.1:${other}. The database was not changed; pre-deploy snapshots: ls ${LAYOUT.asideDir}/pre-deploy-*`);
-  say(`  to also return the data to before the last deploy: npx tsx scripts/restore.ts ${env.stackName} --from-file <snapshot>`);
+  say(`  to also return the data to before the last deploy: npx zx scripts/restore.ts ${env.stackName} --from-file <snapshot>`);
   return { release: previous, port: other, changedFiles: [], seconds };
 }

@@ -59,7 +59,7 @@ export async function drillRemote(runner: Runner, stackName: string, options: Dr
     title: `${step.title} on ${runner.destination} (writes a sentinel row into _kit_drill, restores into ${LAYOUT.scratchDir})`,
     run: async () => {
       const result = await runner.run(step, { allowFailure: true });
-      if (result.exitCode === 3) throw new OpsError(`${LAYOUT.units.drill} is not installed on ${runner.destination}`, `run a deploy once (it pushes the unit): npx tsx scripts/deploy.ts ${stackName}`);
+      if (result.exitCode === 3) throw new OpsError(`${LAYOUT.units.drill} is not installed on ${runner.destination}`, `run a deploy once (it pushes the unit): npx zx scripts/deploy.ts ${stackName}`);
       try {
         report = JSON.parse(lastLine(result.stdout)) as DrillReport;
       } catch {

@@ -162,7 +162,7 @@ export async function restoreRemote(o: RestoreOptions): Promise<RestoreResult> {
       } catch (error) {
         throw new OpsError(
           `replacing the database failed: ${(error as Error).message}`,
-          `the previous database is in ${LAYOUT.asideDir}/before-restore-<stamp>/ on the server (see the lines above); to put it back: npx tsx scripts/restore.ts ${env.stackName} --from-file ${LAYOUT.asideDir}/before-restore-<stamp>/app.sqlite3`,
+          `the previous database is in ${LAYOUT.asideDir}/before-restore-<stamp>/ on the server (see the lines above); to put it back: npx zx scripts/restore.ts ${env.stackName} --from-file ${LAYOUT.asideDir}/before-restore-<stamp>/app.sqlite3`,
         );
       }
     },
@@ -171,7 +171,7 @@ export async function restoreRemote(o: RestoreOptions): Promise<RestoreResult> {
   if (replaced) {
     say(`✓ ${env.stackName} now runs on ${describeSource(o.from)}.`);
     say(`  the previous database (with its -wal/-shm) is kept in ${aside}`);
-    say(`  to undo: npx tsx scripts/restore.ts ${env.stackName} --from-file ${aside}/${LAYOUT.dbFile.split("/").pop()} --yes`);
+    say(`  to undo: npx zx scripts/restore.ts ${env.stackName} --from-file ${aside}/${LAYOUT.dbFile.split("/").pop()} --yes`);
   }
   return { replaced, aside, checked };
 }

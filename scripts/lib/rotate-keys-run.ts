@@ -135,7 +135,7 @@ export function operatorInstructions(action: Extract<RotationAction, { kind: "de
     `npx cdktf deploy ${f.stackName} --outputs-file ${outputs} --outputs-file-include-sensitive-outputs`,
     `its plan ${plan || "changes no key"} and updates outputs; the droplet's user data is ignored. Stop if it replaces anything.`,
     ...(action.why === "retire" ? [`from then on the old key is refused; the server already uses the new one`] : []),
-    `then run this again: npx tsx scripts/rotate-keys.ts ${f.stackName}`,
+    `then run this again: npx zx scripts/rotate-keys.ts ${f.stackName}`,
   ];
 }
 

@@ -315,7 +315,7 @@ describe("restore.ts over SSH", () => {
     expect(result.code).toBe(0);
     expect(executedTitles(result.stderr)).toEqual(plannedTitles(dry.stderr));
     expect(result.stderr).toContain("integrity:     ok");
-    expect(result.stderr).toMatch(/to undo: npx tsx scripts\/restore\.ts example-staging --from-file \/\S+before-restore-\S+ --yes/);
+    expect(result.stderr).toMatch(/to undo: npx zx scripts\/restore\.ts example-staging --from-file \/\S+before-restore-\S+ --yes/);
     expect(await count()).toBe(rows);
     const aside = (await root(`ls ${LAYOUT.asideDir}`)).split("\n").filter((n) => !asideBefore.split("\n").includes(n));
     expect(aside.some((n) => n.startsWith("before-restore-"))).toBe(true);
@@ -328,7 +328,7 @@ describe("restore.ts over SSH", () => {
     const rows = await count();
     const restore = await cli("restore.ts", ["--latest", "--yes"]);
     expect(restore.code).toBe(0);
-    const undo = /to undo: npx tsx scripts\/restore\.ts example-staging (--from-file \S+) --yes/.exec(restore.stderr);
+    const undo = /to undo: npx zx scripts\/restore\.ts example-staging (--from-file \S+) --yes/.exec(restore.stderr);
     expect(undo).not.toBeNull();
     const result = await cli("restore.ts", [...undo![1].split(" "), "--yes"]);
     expect(result.code).toBe(0);

@@ -54,7 +54,7 @@ describe("numbers in range", () => {
 describe("exactly one stack", () => {
   test.each(["deploy.ts", "drill.ts", "restore.ts", "rotate-keys.ts"])("%s: two stacks refused, none asked for; one passes", async (script) => {
     const mode = script === "restore.ts" ? ["--list"] : [];
-    const usage = `npx tsx scripts/${script} example-prod`;
+    const usage = `npx zx scripts/${script} example-prod`;
     const [two, none] = await Promise.all([run(script, ["example-prod", "example-staging", ...mode, "--dry-run"]), run(script, [...mode, "--dry-run"]), passesCheck(script, ["example-prod", ...mode, "--dry-run"])]);
     expect(two.code).toBe(1);
     expect(two.stderr).toContain("error: one stack at a time (got example-prod, example-staging)");

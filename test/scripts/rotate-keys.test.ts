@@ -88,7 +88,7 @@ describe("the operator's steps say exactly what to edit and run", () => {
       'in app/clients/example.ts, set environments.prod.backups.accessKeys to ["a", "b"] (this environment only), then:',
       "npx cdktf deploy example-prod --outputs-file outputs/example-prod.json --outputs-file-include-sensitive-outputs",
       "its plan creates aws_iam_access_key.Backups_BackupUserKeyB_… and updates outputs; the droplet's user data is ignored. Stop if it replaces anything.",
-      "then run this again: npx tsx scripts/rotate-keys.ts example-prod",
+      "then run this again: npx zx scripts/rotate-keys.ts example-prod",
     ]);
   });
 
