@@ -298,7 +298,8 @@ export function buildRow(names: Names, destination: string, reading: Reading, ke
     error = `watcher silent since ${verdict.checkedAt}${ageSeconds === null ? "" : ` (${age(ageSeconds)} ago)`}: the values below are from then`;
     cells.health = { state: "critical", text: `silent ${ageSeconds === null ? "?" : age(ageSeconds)}`, detail: `${error}; see: systemctl status ${LAYOUT.units.watchTimer}; journalctl -u ${LAYOUT.units.watch} -n 20` };
   } else {
-    cells.health = { state: verdict.state, text: failing.length ? `${verdict.state}: ${failing.join(", ")}` : "ok", ...(failing.length ? { detail: `failing: ${failing.join(", ")} (docs/runbook.md, An alert fired)` } : {}) };
+    const what = failing.map((name) => `${name}: ${verdict.checks[name as WatchCheckName].value}`).join("; ");
+    cells.health = { state: verdict.state, text: failing.length ? `${verdict.state}: ${failing.join(", ")}` : "ok", ...(failing.length ? { detail: `${what} (docs/runbook.md, An alert fired)` } : {}) };
   }
   cells.release = f.release ? { state: "none", text: f.release } : { state: "warn", text: "none", detail: "no release in Caddy's slot: see the app check" };
   cells.lag = fromCheck("replication", f.replicationLagSeconds === null ? undefined : `${f.replicationLagSeconds} s`);
