@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The fleet view: npx tsx scripts/status.ts [<stack>…|--all] [--json] [--html FILE]. See --help.
+ * The fleet view: npx zx scripts/status.ts [<stack>…|--all] [--json] [--html FILE]. See --help.
  */
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -14,7 +14,7 @@ import { fleetStatus, readStatusStep, type StatusTarget } from "./lib/status.ts"
 import { formatHtml, formatTable, HTML_GENERATOR, useColor } from "./lib/status-render.ts";
 import { loadEnvironment, REPO_ROOT, resolveTarget } from "./lib/target.ts";
 
-const USAGE = "npx tsx scripts/status.ts <stack>… | --all";
+const USAGE = "npx zx scripts/status.ts <stack>… | --all";
 const HELP = `Usage: ${USAGE} [--json] [--html FILE]
 
 One row per environment from each server's watcher (kit-watch.timer, every minute): health, release,
@@ -51,7 +51,7 @@ void main(async () => {
   if (!all && !stacks.length) throw new OpsError("which environments?", `${USAGE} (see --help)`);
   if (all || stacks.length > 1) {
     const one = ONE_SERVER_FLAGS.find((flag) => given(args, flag));
-    if (one) throw new OpsError(`--${one} names one server, and this shows ${all ? "all environments" : stacks.length}`, `drop --${one}, or show one stack: npx tsx scripts/status.ts <stack> --${one} …`);
+    if (one) throw new OpsError(`--${one} names one server, and this shows ${all ? "all environments" : stacks.length}`, `drop --${one}, or show one stack: npx zx scripts/status.ts <stack> --${one} …`);
   }
   const html = given(args, "html") ? htmlFile(String(args.flags.html)) : undefined;
   if (given(args, "outputs-dir") && given(args, "outputs")) throw new OpsError("--outputs and --outputs-dir together: both say where the outputs file is", "drop one of them (see --help)");

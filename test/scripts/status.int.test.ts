@@ -273,10 +273,10 @@ describe("scripts/status.ts as an operator runs it", () => {
   test("bad flags are refused before anything is read, each naming the fix", async () => {
     writeFileSync(at("notes.html"), "<p>my notes</p>");
     await Promise.all([
-      refused([], "which environments?", "npx tsx scripts/status.ts <stack>… | --all (see --help)"),
+      refused([], "which environments?", "npx zx scripts/status.ts <stack>… | --all (see --help)"),
       refused(["--all", "example-prod"], "--all and a stack (example-prod) together: --all already shows every environment", "drop --all, or the stacks"),
-      refused(["--all", "--host", "198.51.100.1"], "--host names one server, and this shows all environments", "drop --host, or show one stack: npx tsx scripts/status.ts <stack> --host …"),
-      refused(["example-prod", "example-staging", "--port", "2222"], "--port names one server, and this shows 2", "drop --port, or show one stack: npx tsx scripts/status.ts <stack> --port …"),
+      refused(["--all", "--host", "198.51.100.1"], "--host names one server, and this shows all environments", "drop --host, or show one stack: npx zx scripts/status.ts <stack> --host …"),
+      refused(["example-prod", "example-staging", "--port", "2222"], "--port names one server, and this shows 2", "drop --port, or show one stack: npx zx scripts/status.ts <stack> --port …"),
       refused(["example-prod", "--html", ""], "--html needs a file name", "pass e.g. --html status.html"),
       refused(["example-prod", "--html", at("no-such-dir", "s.html")], `--html ${at("no-such-dir", "s.html")}: ${at("no-such-dir")} is not a directory`, "create it, or name a file in an existing directory"),
       refused(["example-prod", "--html", at("notes.html")], `--html ${at("notes.html")} exists and is not a page status.ts wrote: it would be overwritten`, "name another file, or move that one aside"),
