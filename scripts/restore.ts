@@ -6,7 +6,7 @@
 import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, scriptArgs, restorableTime, say } from "./lib/cli.ts";
 import { durationSeconds } from "../app/config/checker.ts";
 import { OpsError } from "./lib/errors.ts";
-import { checkTimestamp, listLocal, listRemote, restoreLocal, restoreRemote, summarizeListing } from "./lib/restore-run.ts";
+import { listLocal, listRemote, restoreLocal, restoreRemote, summarizeListing } from "./lib/restore-run.ts";
 import type { RestoreSource } from "./lib/server-steps.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { loadEnvironment, resolveTarget } from "./lib/target.ts";
@@ -49,7 +49,7 @@ void main(async () => {
   const local = f.local as string | undefined;
   const env = loadEnvironment(stack, args.clientsDir);
   const retention = env.backups.litestream.retention;
-  const timestamp = f.timestamp === undefined ? undefined : restorableTime(checkTimestamp(String(f.timestamp)), durationSeconds(retention) ?? 0, retention);
+  const timestamp = f.timestamp === undefined ? undefined : restorableTime(String(f.timestamp), durationSeconds(retention) ?? 0, retention);
   const target = resolveTarget(env, args.target, process.env, { needHost: local === undefined });
 
   if (local !== undefined || (f.list && !target.ssh.host)) {

@@ -2,6 +2,7 @@ import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
 import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import type { Construct } from "constructs";
 import type { AgencySettings, ProviderName, ResolvedEnvironment } from "../app/config/types.ts";
+import { localStateFile } from "../app/repo.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
 import { renderFirstBoot, type RenderOverrides } from "../cloud-init/render.ts";
 import { BackupBucket } from "./backup-bucket.ts";
@@ -98,7 +99,7 @@ export class ClientStack extends TerraformStack {
       // At the repository's root, gitignored (state holds the backup user's secret key). Terraform resolves the
       // path from where cdktf runs it, cdktf.out/stacks/<stack>/; that directory is not a place for state:
       // `cdktf synth` deletes it when the stack is renamed or removed, and the data would be unmanaged.
-      new LocalBackend(this, { path: `${LOCAL_STATE_FROM_STACK_DIR}/terraform.${env.stackName}.tfstate` });
+      new LocalBackend(this, { path: `${LOCAL_STATE_FROM_STACK_DIR}/${localStateFile(env.stackName)}` });
     }
   }
 

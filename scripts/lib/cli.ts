@@ -128,15 +128,19 @@ export function notBoth(args: ParsedArgs, flag: string, other: string, why: stri
 }
 
 /**
- * A restore time (RFC 3339) that exists on the calendar (Date.parse would roll 2026-02-30 over into March and
- * take hour 24; Litestream refuses both), lies in the past, and is within the replica's retention: older
- * WAL and snapshots are gone.
+ * An RFC 3339 time with a zone (what `litestream restore -timestamp` accepts) that exists on the calendar
+ * (Date.parse would roll 2026-02-30 over into March and take hour 24; Litestream refuses both).
  */
-export function restorableTime(value: string, retentionSeconds: number, retention: string, now = Date.now()): string {
+export function checkTimestamp(value: string): string {
   const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}):\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.exec(value);
-  const time = Date.parse(value);
   const dayExists = match !== null && new Date(`${match[1]}T00:00:00Z`).toISOString().startsWith(match[1]);
-  if (!match || Number.isNaN(time) || !dayExists || Number(match[2]) > 23) throw errors.badTimestamp(value);
+  if (!match || Number.isNaN(Date.parse(value)) || !dayExists || Number(match[2]) > 23) throw errors.badTimestamp(value);
+  return value;
+}
+
+/** A restore time (checkTimestamp) that lies in the past and within the replica's retention: older WAL and snapshots are gone. */
+export function restorableTime(value: string, retentionSeconds: number, retention: string, now = Date.now()): string {
+  const time = Date.parse(checkTimestamp(value));
   if (time > now) throw errors.futureTimestamp(value, new Date(now));
   if (time < now - retentionSeconds * 1000) throw errors.beyondRetention(value, retention, new Date(now - retentionSeconds * 1000));
   return value;

@@ -9,6 +9,7 @@ import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { AGENCY } from "../../app/agency.ts";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { localStateFile } from "../../app/repo.ts";
 import { localLitestream } from "./restore-run.ts";
 import { REPO_ROOT } from "./target.ts";
 
@@ -142,7 +143,7 @@ export function checkSshKey(stack: ResolvedEnvironment | undefined, env: NodeJS.
 }
 
 /** The outputs file the scripts read, and that it is not older than the last apply (the local state file). */
-export function checkOutputs(stack: ResolvedEnvironment, outputsFile: string, state = join(REPO_ROOT, `terraform.${stack.stackName}.tfstate`)): Check {
+export function checkOutputs(stack: ResolvedEnvironment, outputsFile: string, state = join(REPO_ROOT, localStateFile(stack.stackName))): Check {
   const write = `npx cdktf output ${stack.stackName} --outputs-file ${outputsFile} --outputs-file-include-sensitive-outputs`;
   if (!existsSync(outputsFile)) return missing("outputs file", `${outputsFile} does not exist (the scripts read the server's address and keys from it)`, write);
   const backend = AGENCY.stateBackend ?? { type: "local" };

@@ -22,11 +22,8 @@ import { keyValues, type Runner, slotPorts } from "./state.ts";
 import type { Target } from "./target.ts";
 import { REPO_ROOT } from "./target.ts";
 
-/** RFC 3339 with a zone (what `litestream restore -timestamp` accepts). */
-export function checkTimestamp(value: string): string {
-  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/.test(value) || Number.isNaN(Date.parse(value))) throw errors.badTimestamp(value);
-  return value;
-}
+// The --timestamp format check lives with the flag checks (cli.ts); test/scripts/builders.test.ts imports it from here.
+export { checkTimestamp } from "./cli.ts";
 
 export interface Checked {
   readonly scratch: string;

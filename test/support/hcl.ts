@@ -1,5 +1,5 @@
-// @cdktf/hcl2json is HashiCorp's HCL parser compiled to WebAssembly (it ships with cdktf-cli): it parses
-// HCL, templates included, offline and without a terraform binary.
+// @cdktf/hcl2json is HashiCorp's HCL parser compiled to WebAssembly (CDK Terrain's @cdktn/hcl2json, a
+// devDependency under cdktf's name): it parses HCL, templates included, offline and without a terraform binary.
 import { parse } from "@cdktf/hcl2json";
 
 /** Parses HCL the way Terraform does; rejects with the parser's message (file, line, problem) if invalid. */
