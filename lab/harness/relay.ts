@@ -7,6 +7,7 @@
  *   const relay = await startRelay(teardown, { host: network.hostAddress, target: s3.endpoint });
  *   relay.cut();      // S3 unreachable through relay.endpoint
  *   await relay.restore();
+ *   await relay.restore({ connections: 1 }); // S3 back for one connection (one curl request), then gone again
  */
 import { createServer, type Server, type Socket, connect } from "node:net";
 import { type Teardown } from "./teardown.ts";
@@ -21,8 +22,11 @@ export interface Relay {
   readonly connections: number;
   /** Stops listening and drops open connections: new connections are refused. */
   cut(): Promise<void>;
-  /** Listens again on the same port. */
-  restore(): Promise<void>;
+  /**
+   * Listens again on the same port. With `connections`, relays only that many new connections, then stops
+   * listening by itself (those it relays run to their end): an outage that lifts for exactly one request.
+   */
+  restore(options?: { readonly connections?: number }): Promise<void>;
 }
 
 export async function startRelay(teardown: Teardown, options: { host: string; target: string }): Promise<Relay> {
@@ -30,11 +34,22 @@ export async function startRelay(teardown: Teardown, options: { host: string; ta
   const sockets = new Set<Socket>();
   let connections = 0;
   let server: Server | undefined;
+  /** How many more connections to relay before cutting by itself; undefined: no limit. */
+  let allowance: number | undefined;
 
   const open = (port: number) =>
     new Promise<number>((resolve, reject) => {
       const listening = createServer((client) => {
+        if (allowance === 0) {
+          client.destroy(); // arrived with the last allowed one, before the close
+          return;
+        }
         connections++;
+        if (allowance !== undefined && --allowance === 0) {
+          // Refuse the next connection at once, as a cut does, but leave this one open.
+          server = undefined;
+          listening.close();
+        }
         const upstream = connect(Number(target.port), target.hostname);
         for (const socket of [client, upstream]) {
           sockets.add(socket);
@@ -68,7 +83,8 @@ export async function startRelay(teardown: Teardown, options: { host: string; ta
       return connections;
     },
     cut: close,
-    restore: async () => {
+    restore: async (restoring = {}) => {
+      allowance = restoring.connections;
       if (!server) await open(port);
     },
   };
