@@ -23,6 +23,8 @@ export interface ServerValues {
   readonly appSecrets: Readonly<Record<string, string>>;
   /** SSH private key for a private repo. */
   readonly gitDeployKey?: string;
+  /** The watcher's alert URLs, for those `alerts` says are configured (secrets: Terraform variables in a stack). */
+  readonly alertUrls?: { readonly deadMan?: string; readonly webhook?: string };
   /** Port of the slot Caddy proxies to (scripts/deploy.ts switches it between `app.port` and `port + 1`). @default app.port */
   readonly activePort?: number;
 }
@@ -317,7 +319,11 @@ export function serverFiles(env: ResolvedEnvironment, server: ServerValues, over
       env.sshKeys.map((key) => `${key.publicKey.trim()}\n`).join(""),
     gitDeployKey: () => `${(server.gitDeployKey ?? "").trimEnd()}\n`,
     // Empty values when an alert is not configured: the watcher then skips it.
-    alerts: () => envFileLines({ ALERT_DEAD_MAN_URL: env.alerts.deadManUrl ?? "", ALERT_WEBHOOK_URL: env.alerts.webhookUrl ?? "" }),
+    alerts: () =>
+      envFileLines({
+        ALERT_DEAD_MAN_URL: env.alerts.deadMan ? (server.alertUrls?.deadMan ?? "") : "",
+        ALERT_WEBHOOK_URL: env.alerts.webhook ? (server.alertUrls?.webhook ?? "") : "",
+      }),
   };
   return SERVER_FILES.filter((file) => file.when?.(env, server) ?? true).map(({ source, when: _when, ...file }) => ({
     ...file,

@@ -28,6 +28,7 @@ export function concreteServerValues(env: ResolvedEnvironment, overrides: Partia
     region: env.backups.region,
     s3Credentials: { accessKeyId: "AKIAEXAMPLEEXAMPLE00", secretAccessKey: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY" },
     appSecrets: Object.fromEntries(env.app.secrets.map((name) => [name, `test-value-of-${name}`])),
+    alertUrls: { deadMan: "https://hc-ping.com/test-dead-man-uuid", webhook: "https://hooks.slack.com/services/T0TEST/B0TEST/testWebhookToken" },
     ...overrides,
   };
 }

@@ -128,6 +128,11 @@ export interface KitServerOptions {
   readonly overrides?: RenderOverrides;
   /** The volume's device path inside the server (a new volume is bound there). @default DigitalOcean's by-id path for its name */
   readonly volumeDevice?: string;
+  /**
+   * The watcher's alert URLs, as the stack passes its TF_VAR_alert_* variables: used for the flags the
+   * environment's `alerts` sets (e.g. `{ ...env, alerts: { ...env.alerts, deadMan: true } }`). @default none
+   */
+  readonly alertUrls?: { readonly deadMan?: string; readonly webhook?: string };
 }
 
 export interface KitServer {
@@ -163,6 +168,7 @@ export function renderLabFirstBoot(lab: KitLab, options: KitServerOptions, volum
       s3Endpoint: options.s3Endpoint ?? backups.endpoint,
       s3Credentials: { accessKeyId: backups.accessKeyId, secretAccessKey: backups.secretAccessKey },
       appSecrets: Object.fromEntries(options.env.app.secrets.map((name) => [name, `e2e-${name.toLowerCase()}`])),
+      alertUrls: options.alertUrls,
     },
     {
       base64: (content) => Buffer.from(content, "utf8").toString("base64"),

@@ -1,6 +1,7 @@
 import { AwsProvider } from "@cdktf/provider-aws/lib/provider/index.js";
 import { Fn, LocalBackend, S3Backend, TerraformOutput, TerraformStack, TerraformVariable } from "cdktf";
 import type { Construct } from "constructs";
+import { ALERT_URL_VARIABLES } from "../app/config/fields.ts";
 import type { AgencySettings, ProviderName, ResolvedEnvironment } from "../app/config/types.ts";
 import { localStateFile } from "../app/repo.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
@@ -73,6 +74,7 @@ export class ClientStack extends TerraformStack {
             s3Credentials: { accessKeyId: backups.accessKey.id, secretAccessKey: backups.accessKey.secret },
             appSecrets: secrets.app,
             gitDeployKey: secrets.gitDeployKey,
+            alertUrls: secrets.alertUrls,
           },
           { base64: (content) => Fn.base64encode(content), overrides: props.renderOverrides },
         );
@@ -104,7 +106,7 @@ export class ClientStack extends TerraformStack {
   }
 
   /** Secrets are sensitive variables: their values never appear in the synthesized Terraform. */
-  private secretVariables(env: ResolvedEnvironment): { app: Record<string, string>; gitDeployKey?: string } {
+  private secretVariables(env: ResolvedEnvironment): { app: Record<string, string>; gitDeployKey?: string; alertUrls: { deadMan?: string; webhook?: string } } {
     const oneLineNoQuote = {
       condition: "${!can(regex(\"['\\\\r\\\\n]\", var.%NAME%))}",
       errorMessage: "Secret values must be one line without single quotes (they land in a systemd EnvironmentFile).",
@@ -120,14 +122,39 @@ export class ClientStack extends TerraformStack {
       });
       app[name] = variable.stringValue;
     }
-    if (!env.app.privateRepo) return { app };
+    const alertUrls = this.alertUrlVariables(env);
+    if (!env.app.privateRepo) return { app, alertUrls };
     const key = new TerraformVariable(this, "git_deploy_key", {
       type: "string",
       sensitive: true,
       nullable: false,
       description: "SSH private key (read-only deploy key) for cloning the app's private repo (set TF_VAR_git_deploy_key).",
     });
-    return { app, gitDeployKey: key.stringValue };
+    return { app, gitDeployKey: key.stringValue, alertUrls };
+  }
+
+  /** The watcher's alert URLs that `alerts` says are configured (ALERT_URL_VARIABLES), as sensitive variables. */
+  private alertUrlVariables(env: ResolvedEnvironment): { deadMan?: string; webhook?: string } {
+    const urls: { deadMan?: string; webhook?: string } = {};
+    for (const flag of ["deadMan", "webhook"] as const) {
+      if (!env.alerts[flag]) continue;
+      const name = ALERT_URL_VARIABLES[flag];
+      urls[flag] = new TerraformVariable(this, name, {
+        type: "string",
+        sensitive: true,
+        nullable: false,
+        description: `URL of the watcher's ${flag === "deadMan" ? "dead-man switch" : "webhook"} (alerts.${flag}; set TF_VAR_${name}).`,
+        // It lands in a systemd EnvironmentFile and in curl's config: one line, no quotes, no backslashes.
+        validation: [
+          {
+            // An HCL string inside the expression: \\s is RE2's \s, \" a quote, \\\\ one backslash.
+            condition: "$" + String.raw`{can(regex("^https://[^\\s\"'\\\\]+$", var.${name}))}`,
+            errorMessage: `${name} must be an https:// URL on one line without spaces, quotes or backslashes (percent-encode them).`,
+          },
+        ],
+      }).stringValue;
+    }
+    return urls;
   }
 
   private outputs(env: ResolvedEnvironment, ipv4: string, ipv6: string, backups: BackupBucket): void {

@@ -11,6 +11,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ALERT_URL_VARIABLES } from "../app/config/fields.ts";
 import { REPO_ROOT, shippedEnvironments } from "../lab/environments.ts";
 
 /** terraform, else tofu (the same CLI for these commands). */
@@ -82,6 +83,27 @@ function variablesOnly(stack: string, variables: Record<string, unknown>): strin
   return at;
 }
 
+/**
+ * Gives `value` to each variable `pick` selects in every shipped stack, through terraform console: it evaluates
+ * the variables (and their validation) before it reads expressions, reports a refused value on stderr and still
+ * exits 0. A refusal must say `refusal(name)`. Returns how many variables it checked.
+ */
+function validate(pick: (name: string) => boolean, value: string, accepted: boolean, refusal: (name: string) => string): number {
+  let checked = 0;
+  for (const [stack, { json }] of stacks) {
+    for (const [name, variable] of Object.entries(json.variable ?? {}).filter(([name]) => pick(name))) {
+      const result = cli(["console", "-var", `${name}=${value}`], variablesOnly(stack, { [name]: variable }));
+      const stderr = plain(result.stderr);
+      expect({ stack, name, status: result.status, refused: stderr.includes("Invalid value for variable") }).toEqual({ stack, name, status: 0, refused: !accepted });
+      // Terraform wraps its message at the box's edge.
+      if (accepted) expect(stderr).toBe("");
+      else expect(stderr.replace(/\s*│\s*/g, " ")).toContain(refusal(name));
+      checked++;
+    }
+  }
+  return checked;
+}
+
 describe("the secret variables' validation, run by Terraform", () => {
   test.each<[string, string, boolean]>([
     ["a one-line value", "s3cr3t-Value_with=signs", true],
@@ -90,22 +112,26 @@ describe("the secret variables' validation, run by Terraform", () => {
     ["a newline", "line1\nline2", false],
     ["a carriage return", "line1\rline2", false],
   ])("%s: %s", (_name, value, accepted) => {
-    let checked = 0;
-    for (const [stack, { json }] of stacks) {
-      const secrets = Object.entries(json.variable ?? {}).filter(([name]) => name.startsWith("secret_"));
-      for (const [name, variable] of secrets) {
-        const at = variablesOnly(stack, { [name]: variable });
-        // console evaluates the variables (and their validation) before it reads expressions; it reports a refused
-        // value on stderr and still exits 0.
-        const result = cli(["console", "-var", `${name}=${value}`], at);
-        const stderr = plain(result.stderr);
-        expect({ stack, name, status: result.status, refused: stderr.includes("Invalid value for variable") }).toEqual({ stack, name, status: 0, refused: !accepted });
-        if (accepted) expect(stderr).toBe("");
-        else expect(stderr).toContain("Secret values must be one line without single quotes");
-        checked++;
-      }
-    }
-    expect(checked).toBeGreaterThan(0);
+    expect(validate((name) => name.startsWith("secret_"), value, accepted, () => "Secret values must be one line without single quotes")).toBeGreaterThan(0);
+  });
+});
+
+describe("the alert URL variables' validation, run by Terraform", () => {
+  const alertVariables: readonly string[] = Object.values(ALERT_URL_VARIABLES);
+  test.each<[string, string, boolean]>([
+    ["a dead-man URL", "https://hc-ping.com/0b4d8c1e-5f1a-4a6e-9d61-2f7c1e0a9b3c", true],
+    ["a Slack webhook URL", "https://hooks.slack.com/services/T000/B000/XXXX", true],
+    ["a percent-encoded quote", "https://example.com/it%27s", true],
+    ["plain http", "http://hc-ping.com/x", false],
+    ["a space", "https://hc-ping.com/a b", false],
+    ["a single quote", "https://hc-ping.com/it's", false],
+    ["a double quote", 'https://hc-ping.com/a"b', false],
+    ["a backslash", "https://hc-ping.com/a\\b", false],
+    ["a newline", "https://hc-ping.com/a\nb", false],
+  ])("%s: %s", (_name, value, accepted) => {
+    const refusal = (name: string) => `${name} must be an https:// URL on one line without spaces, quotes or backslashes`;
+    // example-prod configures both.
+    expect(validate((name) => alertVariables.includes(name), value, accepted, refusal)).toBeGreaterThanOrEqual(2);
   });
 });
 

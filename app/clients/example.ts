@@ -40,9 +40,9 @@ const shared = {
     // fallback: { onCalendar: "*-*-* 03:30:00", keepDays: 7 },
   },
   // drill: { onCalendar: "monthly", pingUrl: "https://hc-ping.com/<uuid>" },
-  // The watcher checks the server every minute (docs/runbook.md, "An alert fired"). Both URLs are optional;
-  // the webhook's grants posting to its channel, so it lands 0600 on the server and in no log.
-  // alerts: { deadManUrl: "https://hc-ping.com/<uuid>", webhookUrl: "https://hooks.slack.com/services/…" },
+  // The watcher checks the server every minute (docs/runbook.md, "An alert fired") and reports to a dead-man URL
+  // and/or a webhook. The URLs are secrets: they come from TF_VAR_alert_dead_man_url / TF_VAR_alert_webhook_url.
+  // alerts: { deadMan: false, webhook: false },
 } satisfies EnvironmentConfig;
 
 const example: ClientConfig = {
@@ -54,6 +54,8 @@ const example: ClientConfig = {
       app: { ...shared.app, ref: "main" },
       volume: { sizeGiB: 10 },
       alerts: {
+        deadMan: true, // default: false; its URL (e.g. https://hc-ping.com/<uuid>) from TF_VAR_alert_dead_man_url
+        webhook: true, // default: false; its URL (e.g. a Slack incoming webhook) from TF_VAR_alert_webhook_url
         // DigitalOcean's own alerts (CPU, memory, root disk; the health URL probed from outside) go to these.
         emails: ["ops@pixelco.example"], // default: []
         // slackChannel: "#ops",          // also to Slack; the webhook URL comes from TF_VAR_alert_slack_webhook_url

@@ -39,6 +39,17 @@ export class ConfigError extends Error {
   }
 }
 
+/** Fields the kit no longer takes, with what to write instead (said in place of "unknown field"). */
+const RETIRED_FIELDS: Readonly<Record<string, string>> = {
+  // alerts: the URLs are secrets now (app/config/fields.ts: ALERT_URL_VARIABLES).
+  deadManUrl: alertUrlInFile("deadMan", "alert_dead_man_url"),
+  webhookUrl: alertUrlInFile("webhook", "alert_webhook_url"),
+};
+
+function alertUrlInFile(flag: string, variable: string): string {
+  return `holds an alert URL, which is a secret: remove it from the client file (it is in git and would be in cdk.tf.json). Fix: ${flag}: true here, and the URL in TF_VAR_${variable} when you run cdktf deploy`;
+}
+
 const show = (value: unknown): string => {
   if (value === undefined) return "(missing)";
   const text = JSON.stringify(value);
@@ -65,7 +76,7 @@ export const problem = {
     `${show(value)} is not ${kind} (${list(allowed)})`,
   empty: (what: string, fix: string) => `must list at least one ${what}. Fix: ${fix}`,
   unknownKey: (key: string, known: readonly string[]) =>
-    `unknown field ${JSON.stringify(key)} — a typo? Known fields: ${list(known, 12)}`,
+    RETIRED_FIELDS[key] ?? `unknown field ${JSON.stringify(key)} — a typo? Known fields: ${list(known, 12)}`,
   tooLong: (value: string, derived: string, max: number) =>
     `${show(value)} makes ${derived} longer than ${max} characters; choose a shorter one`,
   openToWorld: (value: string) =>

@@ -314,30 +314,35 @@ const DRILL = {
 };
 
 /**
- * An alert URL: https, one line, no quote or backslash (it is written into an environment file and curl's
- * config). A webhook URL grants posting to its channel: it lands 0600 on the server and in no log.
+ * Whether one of the watcher's alert URLs is configured. The URL itself is a secret (a webhook URL grants
+ * posting, a dead-man URL lets anyone report the server healthy): never in the client file, which is in git,
+ * nor in the synthesized Terraform. The stack takes it as the sensitive variable `variable` (checked by
+ * Terraform: https, one line, no spaces, quotes or backslashes) and writes it into /etc/kit/alerts.env (0600).
+ * A client file that still holds a URL under the old names (deadManUrl, webhookUrl) is refused, without
+ * echoing it (app/config/errors.ts: RETIRED_FIELDS).
  */
-const alertUrl = (example: string) =>
-  field.optional<string>((value, { check, path }) => {
-    if (check.string(path, value, /^https:\/\/[^\s"\\]+$/, "must be an https:// URL without spaces, quotes or backslashes", example)) {
-      check.envSafe(path, value, "percent-encode it as %27 in the URL");
-    }
+const alertConfigured = () =>
+  field.defaulted(false, (value, { check, path }) => {
+    check.boolean(path, value);
   });
+
+/** The sensitive variables of the watcher's alert URLs (`TF_VAR_<name>`), by their `alerts` flag. */
+export const ALERT_URL_VARIABLES = { deadMan: "alert_dead_man_url", webhook: "alert_webhook_url" } as const;
 
 /** Where the watcher (kit-watch.timer, every minute) reports; see docs/runbook.md, "An alert fired". */
 const ALERTS = {
   /**
-   * Dead-man switch in the healthchecks.io style: pinged (a POST with a one-line summary) after every run that finds
-   * nothing critical, `<url>/fail` with the reasons after one that does; silence means the server is down.
-   * @default - no pings
+   * A dead-man switch in the healthchecks.io style is configured: pinged (a POST with a one-line summary) after every
+   * run that finds nothing critical, `<url>/fail` with the reasons after one that does; silence means the server is
+   * down. Its URL is the sensitive variable `alert_dead_man_url` (set `TF_VAR_alert_dead_man_url`).
    */
-  deadManUrl: alertUrl("https://hc-ping.com/<uuid>"),
+  deadMan: alertConfigured(),
   /**
-   * Webhook that receives a JSON POST with a Slack-compatible `text` on every change of state (problem and
-   * recovery), at most 12 an hour; e.g. a Slack incoming webhook.
-   * @default - no messages
+   * A webhook is configured: it receives a JSON POST with a Slack-compatible `text` on every change of state (problem
+   * and recovery), at most 12 an hour; e.g. a Slack incoming webhook. Its URL is the sensitive variable
+   * `alert_webhook_url` (set `TF_VAR_alert_webhook_url`).
    */
-  webhookUrl: alertUrl("https://hooks.slack.com/services/T000/B000/XXXX"),
+  webhook: alertConfigured(),
   /**
    * E-mail addresses that DigitalOcean's own alerts go to: the droplet's CPU, memory and root disk (monitor alerts)
    * and the health URL seen from outside (an uptime check). DigitalOcean only: Hetzner has no such alerts (there the

@@ -4,6 +4,7 @@
  * Any failure goes back to the previous release — and to the snapshot when the migration
  * failed or changed the schema (a migration that changed nothing leaves nothing to undo).
  */
+import { ALERT_URL_VARIABLES } from "../../app/config/fields.ts";
 import { LAYOUT } from "../../cloud-init/layout.ts";
 import { type ServerFile, type ServerValues, serverFiles } from "../../cloud-init/server-files.ts";
 import { Later, Plan, say, stepLine } from "./cli.ts";
@@ -26,7 +27,7 @@ export interface DeployOptions {
   /** Seconds the new release has to become healthy. @default 30 */
   readonly healthSeconds?: number;
   readonly dryRun?: boolean;
-  /** Where TF_VAR_secret_<NAME> and TF_VAR_git_deploy_key are read. @default process.env */
+  /** Where TF_VAR_secret_<NAME>, TF_VAR_git_deploy_key and TF_VAR_alert_* are read. @default process.env */
   readonly processEnv?: NodeJS.ProcessEnv;
   readonly paths?: ServerPaths;
 }
@@ -55,13 +56,17 @@ export function planFiles(target: Target, state: ServerState, processEnv: NodeJS
     },
     appSecrets: Object.fromEntries(given.map((name) => [name, processEnv[`TF_VAR_secret_${name}`] ?? ""])),
     gitDeployKey: processEnv.TF_VAR_git_deploy_key,
+    alertUrls: { deadMan: processEnv[`TF_VAR_${ALERT_URL_VARIABLES.deadMan}`], webhook: processEnv[`TF_VAR_${ALERT_URL_VARIABLES.webhook}`] },
     activePort,
   };
+  // alerts.env only when every configured alert's URL is known here: a push must not blank a URL it lacks.
+  const alertsUnknown = (["deadMan", "webhook"] as const).some((flag) => env.alerts[flag] && processEnv[`TF_VAR_${ALERT_URL_VARIABLES[flag]}`] === undefined);
   const left: string[] = [];
   const files = serverFiles(env, values, target.overrides).filter((file) => {
     const unknown =
       (file.path === LAYOUT.s3CredentialsFile && !target.credentials) ||
-      (file.path === LAYOUT.appSecretsFile && env.app.secrets.length > 0 && given.length === 0);
+      (file.path === LAYOUT.appSecretsFile && env.app.secrets.length > 0 && given.length === 0) ||
+      (file.path === LAYOUT.alertsFile && alertsUnknown);
     if (unknown) left.push(file.path);
     return !unknown;
   });

@@ -97,10 +97,19 @@ describe("deploy steps", () => {
   });
 
   test("config push: sizes in the display, never secret contents; reloads only what changed", () => {
-    const files = planFiles({ ...target, credentials: { accessKeyId: "AKIA1", secretAccessKey: new Secret("very-secret") } }, state, { TF_VAR_secret_SESSION_SECRET: "s3ss" }).files;
+    const files = planFiles({ ...target, credentials: { accessKeyId: "AKIA1", secretAccessKey: new Secret("very-secret") } }, state, {
+      TF_VAR_secret_SESSION_SECRET: "s3ss",
+      TF_VAR_alert_dead_man_url: "https://hc-ping.com/very-secret-uuid",
+      TF_VAR_alert_webhook_url: "https://hooks.slack.com/services/T0/B0/verySecretToken",
+    }).files;
     const push = steps.pushFiles(files);
     expect(push.script.display).toMatch(/^put \/etc\/kit\/s3.env 0600 <\d+ bytes, secret>$/m);
     expect(push.script.display).not.toContain("very-secret");
+    expect(push.script.display).not.toContain("verySecretToken");
+    expect(push.script.display).toMatch(/^put \/etc\/kit\/alerts.env 0600 <\d+ bytes, secret>$/m);
+    expect(files.find((f) => f.path === LAYOUT.alertsFile)!.content).toBe(
+      "ALERT_DEAD_MAN_URL=https://hc-ping.com/very-secret-uuid\nALERT_WEBHOOK_URL=https://hooks.slack.com/services/T0/B0/verySecretToken\n",
+    );
     expect(push.script.text).toContain(Buffer.from("AWS_SECRET_ACCESS_KEY=very-secret\n").toString("base64").slice(0, 20));
     // A changed file's lines are shown (- old, + new), a secret file's never: put's third argument says which.
     expect(push.script.text).toMatch(/^put \/etc\/kit\/s3\.env 0600 secret /m);
@@ -115,7 +124,8 @@ describe("deploy steps", () => {
 describe("what deploy pushes", () => {
   test("without the key pair or secret values here, the server's secret files are left as they are", () => {
     const plan = planFiles(target, state, {});
-    expect(plan.left).toEqual([LAYOUT.s3CredentialsFile, LAYOUT.appSecretsFile]);
+    // example-prod configures both alerts: without TF_VAR_alert_* a push would blank their URLs.
+    expect(plan.left).toEqual([LAYOUT.s3CredentialsFile, LAYOUT.appSecretsFile, LAYOUT.alertsFile]);
     expect(plan.files.map((f) => f.path)).toContain(LAYOUT.kitEnvFile);
     expect(plan.files.find((f) => f.path === LAYOUT.volumeEnvFile)!.content).toContain("VOLUME_DEVICE=/dev/disk/by-id/scsi-0DO_Volume_x");
   });
@@ -128,7 +138,17 @@ describe("what deploy pushes", () => {
   test("some but not all app secrets given is an error naming the missing ones", () => {
     const two = { ...target, env: { ...env, app: { ...env.app, secrets: ["A", "B"] } } };
     expect(() => planFiles(two, state, { TF_VAR_secret_A: "x" })).toThrow("TF_VAR_secret_B");
-    expect(planFiles(two, state, { TF_VAR_secret_A: "x", TF_VAR_secret_B: "y" }).left).toEqual([LAYOUT.s3CredentialsFile]);
+    expect(planFiles(two, state, { TF_VAR_secret_A: "x", TF_VAR_secret_B: "y" }).left).toEqual([LAYOUT.s3CredentialsFile, LAYOUT.alertsFile]);
+  });
+
+  test("alerts.env is pushed only when every configured alert's URL is given here; with none configured, always", () => {
+    const deadMan = { TF_VAR_alert_dead_man_url: "https://hc-ping.com/x" };
+    expect(planFiles(target, state, deadMan).left).toContain(LAYOUT.alertsFile);
+    expect(planFiles(target, state, { ...deadMan, TF_VAR_alert_webhook_url: "https://hooks.slack.com/services/T/B/x" }).left).not.toContain(LAYOUT.alertsFile);
+    const onlyDeadMan = { ...target, env: { ...env, alerts: { ...env.alerts, webhook: false } } };
+    expect(planFiles(onlyDeadMan, state, deadMan).files.find((f) => f.path === LAYOUT.alertsFile)!.content).toBe("ALERT_DEAD_MAN_URL=https://hc-ping.com/x\nALERT_WEBHOOK_URL=''\n");
+    const none = { ...target, env: { ...env, alerts: { ...env.alerts, deadMan: false, webhook: false } } };
+    expect(planFiles(none, state, {}).files.find((f) => f.path === LAYOUT.alertsFile)!.content).toBe("ALERT_DEAD_MAN_URL=''\nALERT_WEBHOOK_URL=''\n");
   });
 });
 
