@@ -64,6 +64,8 @@ export const LAYOUT = {
   sshdConfig: "/etc/ssh/sshd_config.d/10-kit.conf",
   /** Unattended security upgrades. */
   aptAutoUpgrades: "/etc/apt/apt.conf.d/20auto-upgrades",
+  /** Debian's mark of an installed update that needs a reboot (its packages in `<file>.pkgs`). */
+  rebootRequiredFile: "/run/reboot-required",
   /** Where the kit's systemd units are installed. */
   unitDir: "/etc/systemd/system",
 
@@ -110,6 +112,12 @@ export const LAYOUT = {
     watch: "kit-watch.service",
     /** Runs the watcher every minute. */
     watchTimer: "kit-watch.timer",
+    /** Reboots when an update requires it (maintenance-reboot.sh), holding the deploy lock. */
+    maintenanceReboot: "kit-maintenance-reboot.service",
+    /** Starts it at the maintenance window (maintenance.window). */
+    maintenanceRebootTimer: "kit-maintenance-reboot.timer",
+    /** Debian's unattended-upgrades run (apt-daily-upgrade.timer): never rebooted under. */
+    aptUpgrade: "apt-daily-upgrade.service",
     /** Debian's services that read the kit's files. */
     caddy: "caddy.service",
     ssh: "ssh.service",

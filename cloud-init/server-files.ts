@@ -91,6 +91,12 @@ export interface ServerFile extends Omit<FileDeclaration, "source" | "when"> {
  */
 export const LITESTREAM_MONITOR_INTERVAL_MS = 100;
 
+/**
+ * The maintenance window lasts an hour: a reboot an update requires waits that long at most for a deploy, the
+ * fallback backup, the drill or an unattended-upgrades run to finish (maintenance-reboot.sh), then waits a week.
+ */
+export const MAINTENANCE_WAIT_SECONDS = 3600;
+
 /** Server-side scripts, installed into LAYOUT.libDir (0755). Read afresh by every run: a change needs nothing. */
 export const SCRIPTS = [
   "bootstrap.sh",
@@ -104,6 +110,7 @@ export const SCRIPTS = [
   "fallback-backup.sh",
   "s3-put.sh",
   "restore-drill.sh",
+  "maintenance-reboot.sh",
 ] as const;
 
 /** systemd units, installed into LAYOUT.unitDir, each with how it comes to run. */
@@ -118,6 +125,8 @@ export const UNITS: Readonly<Record<string, Activation>> = {
   [LAYOUT.units.drillTimer]: { by: "enabled-now" },
   [LAYOUT.units.watch]: { by: "timer", timer: LAYOUT.units.watchTimer },
   [LAYOUT.units.watchTimer]: { by: "enabled-now" },
+  [LAYOUT.units.maintenanceReboot]: { by: "timer", timer: LAYOUT.units.maintenanceRebootTimer },
+  [LAYOUT.units.maintenanceRebootTimer]: { by: "enabled-now" },
 };
 
 /**
@@ -292,6 +301,13 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     watchIntervalSeconds: overrides.watchIntervalSeconds ?? 60,
     alertsFile: LAYOUT.alertsFile,
     fallbackBackupTimerUnit: LAYOUT.units.fallbackBackupTimer,
+    maintenanceRebootUnit: LAYOUT.units.maintenanceReboot,
+    aptUpgradeUnit: LAYOUT.units.aptUpgrade,
+    rebootRequiredFile: LAYOUT.rebootRequiredFile,
+    deployLock: LAYOUT.deployLock,
+    // The maintenance window's length: how long a required reboot waits for a deploy, a backup or apt to finish.
+    maintenanceWaitSeconds: MAINTENANCE_WAIT_SECONDS,
+    maintenanceTimeoutSeconds: MAINTENANCE_WAIT_SECONDS + 600,
     drillTimerUnit: LAYOUT.units.drillTimer,
     domainName: env.domain?.name ?? "",
     httpPort: LAYOUT.ports.http,

@@ -40,6 +40,8 @@ const shared = {
     // fallback: { onCalendar: "*-*-* 03:30:00", keepDays: 7 },
   },
   // drill: { onCalendar: "monthly", pingUrl: "https://hc-ping.com/<uuid>" },
+  // Updates that need a reboot (a kernel) wait for this window, UTC; autoReboot: false never reboots by itself.
+  // maintenance: { window: "Sun 04:00", autoReboot: true },
   // The watcher checks the server every minute (docs/runbook.md, "An alert fired") and reports to a dead-man URL
   // and/or a webhook. The URLs are secrets: they come from TF_VAR_alert_dead_man_url / TF_VAR_alert_webhook_url.
   // alerts: { deadMan: false, webhook: false },

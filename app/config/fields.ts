@@ -369,6 +369,23 @@ const ALERTS = {
   }),
 };
 
+/**
+ * When the server may reboot for updates (docs/runbook.md, "The maintenance window"). Unattended-upgrades installs
+ * security updates daily; one that needs a reboot (a kernel, libc, systemd) waits for the window.
+ */
+const MAINTENANCE = {
+  /**
+   * systemd OnCalendar expression of the window's start, server time UTC (same forms as the fallback's). The
+   * reboot happens at the start, or — while a deploy, the fallback backup, the drill or an apt run is busy — as soon
+   * as it is done, within the hour; otherwise at the next window.
+   */
+  window: field.defaulted("Sun 04:00", (value, { check, path }) => check.onCalendar(path, value)),
+  /** Reboot in the window when an update requires it. false: never reboot by itself (the watcher still reports it). */
+  autoReboot: field.defaulted(true, (value, { check, path }) => {
+    check.boolean(path, value);
+  }),
+};
+
 /** One client environment: `environments.<name>` in a client file. */
 export const ENVIRONMENT = {
   /** Cloud provider of the server. */
@@ -463,4 +480,6 @@ export const ENVIRONMENT = {
   drill: section.defaulted(DRILL),
   /** Where the server's watcher sends its alerts. */
   alerts: section.defaulted(ALERTS),
+  /** Reboots for updates. */
+  maintenance: section.defaulted(MAINTENANCE),
 };

@@ -153,7 +153,7 @@ if [ $((now - slow)) -ge 3600 ]; then
     while read -r a b; do ! dpkg --compare-versions "$a" lt "$b" || echo; done | wc -l)
   if [ "$updates" = 0 ]; then sec_since=0; elif [ "$sec_since" = 0 ]; then sec_since=$now; fi
   kernels=(/boot/vmlinuz-*) && k=$(printf '%s\n' "${kernels[@]#/boot/vmlinuz-}" | sort -V | tail -n 1)
-  reboot=false && { [ -e /run/reboot-required ] || { [ -e "/boot/vmlinuz-$k" ] && [ "$k" != "$(uname -r)" ]; }; } && reboot=true
+  reboot=false && { [ -e {{rebootRequiredFile}} ] || { [ -e "/boot/vmlinuz-$k" ] && [ "$k" != "$(uname -r)" ]; }; } && reboot=true
   # Versions only when a binary changed: `litestream version` alone is a 25 MiB process.
   b=$(stat -L -c '%i %s %Y' {{binDir}}/deno {{binDir}}/litestream 2>/dev/null)
   if [ "$b" != "$bins" ] || [ ! -s "$dir/versions" ]; then
