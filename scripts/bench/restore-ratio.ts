@@ -8,7 +8,7 @@
  * Litestream 0.3.13 under the kit's litestream.yml to the lab S3 in this process (TLS, SigV4, the stack's
  * IAM policies), plus a write after the snapshot so that a restore also applies WAL; Litestream is stopped;
  * then the two restores run in turn, order alternating run by run (so neither always finds the page cache
- * warm). restore.ts runs as an operator runs it (the repo's tsx), with the key pair in
+ * warm). restore.ts runs as an operator runs it (the script itself: its shebang's Node strips the types), with the key pair in
  * LITESTREAM_ACCESS_KEY_ID/SECRET and the lab's endpoint in --s3-endpoint. Printed: every run, then per size
  * the medians, the ratio, and restore.ts's own step times (from its progress lines).
  */
@@ -21,7 +21,7 @@ import { main, parseArgs, scriptArgs, say } from "../lib/cli.ts";
 import { OpsError } from "../lib/errors.ts";
 import { LITESTREAM, median, MiB, run, seconds, seedDatabase, sql, startLabReplica, type LabReplica } from "./lab-replica.ts";
 
-const TSX = join(REPO_ROOT, "node_modules", ".bin", "tsx");
+const RESTORE_TS = join(REPO_ROOT, "scripts", "restore.ts");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Litestream replicates `db` until the replica holds its snapshot and a later write, then stops (flushing). */
@@ -82,8 +82,8 @@ async function oneSize(mib: number, runs: number, work: string): Promise<Timed[]
       return { ms: r.ms, steps: [] as number[] };
     };
     const kit = async (out: string) => {
-      const args = ["scripts/restore.ts", replica.env.stackName, "--local", out, "--latest", "--outputs", join(dir, "no-outputs.json"), "--s3-endpoint", replica.lab.endpoint];
-      const r = await run(TSX, args, kitEnv, REPO_ROOT);
+      const args = [replica.env.stackName, "--local", out, "--latest", "--outputs", join(dir, "no-outputs.json"), "--s3-endpoint", replica.lab.endpoint];
+      const r = await run(RESTORE_TS, args, kitEnv, REPO_ROOT);
       if (r.code !== 0) throw new Error(`restore.ts exited ${r.code}: ${r.stderr.slice(-2000)}`);
       if (!new RegExp(`rows\\s+${expected}\\b`).test(r.stderr)) throw new Error(`restore.ts did not restore ${expected} rows:\n${r.stderr.slice(-2000)}`);
       return { ms: r.ms, steps: [...r.stderr.matchAll(/^ {2}✓ .* in ([\d.]+) s$/gm)].map((m) => Number(m[1])) };
