@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { DENO, LITESTREAM } from "../../cloud-init/artifacts.ts";
 import { LAYOUT } from "../../cloud-init/layout.ts";
+import { WATCH_CHECKS, type WatchVerdict } from "../../cloud-init/watch-verdict.ts";
 import { createSshKey, log, run, sshArgv } from "../../lab/harness/index.ts";
 import { createKitLab, type KitLab, type KitServer, labEnvironment, printTimings } from "../../lab/kit-lab.ts";
 import { bootHealthy as bootHealthyIn, expectReplicated as expectReplicatedIn, postRows, restoredIds as restoredIdsIn } from "./boot-checks.ts";
@@ -157,6 +158,32 @@ describe("a server booted from the example client's user data", () => {
     expect(strayLogin.stderr).toMatch(/Permission denied \(publickey\)/);
     expect(await root(["stat", "-c", "%U %a", `${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`])).toBe("root 644");
   });
+
+  test("the watcher runs by its timer and its verdict says the server is healthy", async () => {
+    expect(await root(["systemctl", "is-enabled", LAYOUT.units.watchTimer])).toBe("enabled");
+    expect(await root(["systemctl", "is-active", LAYOUT.units.watchTimer])).toBe("active");
+    // Its first run is a minute after the bootstrap's last step started the timer.
+    const started = Date.now();
+    const text = await server.machine.waitFor(
+      async () => (await server.machine.exec(["cat", LAYOUT.watchVerdictFile], { allowFailure: true })).stdout.trim() || undefined,
+      { timeoutMs: 150_000, intervalMs: 2000, what: `the watcher's first ${LAYOUT.watchVerdictFile}` },
+    );
+    const verdict = JSON.parse(text) as WatchVerdict;
+    const checks = Object.entries(verdict.checks).map(([name, c]) => `${name} ${c.state} (${c.value})`);
+    lab.timings.push(`watcher: first verdict ${((Date.now() - started) / 1000).toFixed(0)} s into this test, ${verdict.state} in ${verdict.durationMs} ms: ${checks.join(", ")}`);
+    expect(verdict).toMatchObject({ schema: 1, stack: server.env.stackName, client: server.env.client, environment: server.env.environment });
+    expect(Object.keys(verdict.checks)).toEqual([...WATCH_CHECKS]);
+    // What the kit controls is ok on a fresh server; disks, inodes and updates are the host's and only reported.
+    for (const name of ["replication", "litestream", "app", "units", "volume-disk", "fallback", "drill", "certificate"] as const) {
+      expect({ name, ...verdict.checks[name] }).toMatchObject({ name, state: "ok" });
+    }
+    expect(verdict.state).not.toBe("critical");
+    expect(verdict.facts.replicationLagSeconds).toBeLessThanOrEqual(verdict.durationMs / 1000 + 1);
+    // The heartbeat the replication check measured is a row of the kit's own table, never counted as the app's.
+    expect(Number(await root(["sqlite3", LAYOUT.dbFile, "SELECT at FROM _kit_watch WHERE id = 1"]))).toBe(Date.parse(verdict.checkedAt) / 1000);
+    expect(await root(["systemctl", "show", "-p", "Result", "--value", LAYOUT.units.watch])).toBe("success");
+    expect(await root("systemctl --failed --no-legend --plain")).toBe("");
+  }, 200_000);
 });
 
 describe("the Hetzner example client", () => {
