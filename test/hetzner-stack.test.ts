@@ -51,6 +51,13 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
     const sha256 = createHash("sha256").update(script).digest("hex");
     expect(object).toMatchObject({ key: `prod/kit/first-boot/${sha256}.sh.gz`, bucket: expect.stringMatching(ref("aws_s3_bucket")), content_type: "application/gzip" });
     expect(object.lifecycle).toBeUndefined();
+    // The backup key reads it (its prefix statement covers <prefix>/*), and no lifecycle rule expires a current
+    // version there: only rules whose prefix the key starts with, and those expire noncurrent versions only.
+    expect(object.key.startsWith(`${env.names.bucketPrefix}/`)).toBe(true);
+    const rules: { filter: { prefix: string }[]; expiration?: { days?: number }[] }[] = stack.resource("aws_s3_bucket_lifecycle_configuration").rule;
+    const covering = rules.filter((rule) => object.key.startsWith(rule.filter[0].prefix));
+    expect(covering.length).toBeGreaterThan(0);
+    for (const rule of covering) expect(rule.expiration?.some((e) => e.days !== undefined) ?? false).toBe(false);
     expect(script).toContain("put /usr/local/lib/kit/bootstrap.sh 0755");
     const objectId = Object.keys(stack.json.resource.aws_s3_object)[0];
     expect(stack.resource("hcloud_server").depends_on).toContain(`aws_s3_object.${objectId}`);
