@@ -80,10 +80,11 @@ else ck litestream ok "running, $errs sync errors"; fi
 ls_errs=${errs/null/}
 
 # app: its health path through Caddy, as a visitor reaches it (with a domain: over https, its certificate too).
+# 15 s: longer than Caddy's lb_try_duration (10 s), so that an app that is down reads as Caddy's 502.
 domain={{domainName}}
 if [ -n "$domain" ]; then
-  code=$(curl -sS -o /dev/null -m 10 -w '%{http_code}\n%{certs}' --resolve "$domain:{{httpsPort}}:127.0.0.1" "https://$domain:{{httpsPort}}$APP_HEALTH_PATH" 2>&1)
-else code=$(curl -sS -o /dev/null -m 10 -w '%{http_code}' "http://127.0.0.1:{{httpPort}}$APP_HEALTH_PATH" 2>&1); fi
+  code=$(curl -sS -o /dev/null -m 15 -w '%{http_code}\n%{certs}' --resolve "$domain:{{httpsPort}}:127.0.0.1" "https://$domain:{{httpsPort}}$APP_HEALTH_PATH" 2>&1)
+else code=$(curl -sS -o /dev/null -m 15 -w '%{http_code}' "http://127.0.0.1:{{httpPort}}$APP_HEALTH_PATH" 2>&1); fi
 case ${code%%$'\n'*} in
   2??) ck app ok "HTTP ${code%%$'\n'*}" ;;
   *) ck app critical "health check: ${code%%$'\n'*}" ;;

@@ -51,6 +51,10 @@ export interface HarnessS3 extends BucketClient {
   forStack(stackName: string): BucketClient;
   /** Every authorization decision so far (which statement of which policy allowed or denied what). */
   decisions(): Promise<readonly Decision[]>;
+  /** IAM CreateAccessKey for the stack's backup user (two keys at most, as AWS): a rotation's new key. */
+  createAccessKey(stackName: string): Promise<{ readonly accessKeyId: string; readonly secretAccessKey: string }>;
+  /** IAM DeleteAccessKey: the key is refused (InvalidAccessKeyId) from then on; forStack's client keeps the old one. */
+  deleteAccessKey(stackName: string, accessKeyId: string): Promise<void>;
   /** Stops the server early (e.g. to test "S3 unreachable"); teardown stops it otherwise. */
   stop(): Promise<void>;
 }
@@ -84,7 +88,14 @@ export async function startS3(teardown: Teardown, options: S3Options): Promise<H
     if (!client) throw new Error(`the lab S3 holds no bucket for ${stackName} (it has ${[...clients.keys()].join(", ")}): pass it to startS3's environments`);
     return client;
   };
-  return { ...forStack(options.environments[0].stackName), forStack, decisions: () => lab.decisions(), stop: () => lab.stop() };
+  return {
+    ...forStack(options.environments[0].stackName),
+    forStack,
+    decisions: () => lab.decisions(),
+    createAccessKey: (stackName) => lab.createAccessKey(stackName),
+    deleteAccessKey: (stackName, accessKeyId) => lab.deleteAccessKey(stackName, accessKeyId),
+    stop: () => lab.stop(),
+  };
 }
 
 function bucketClient(stackName: string, access: S3Access): BucketClient {
