@@ -90,7 +90,8 @@ export function renderFirstBoot(env: ResolvedEnvironment, server: ServerValues, 
       `bash ${LAYOUT.firstBootFetcher} || exit 1`,
       `bash ${LAYOUT.firstBootBundle} || exit 1`,
       ["systemctl", "daemon-reload"],
-      `systemctl start ${LAYOUT.units.bootstrap} || { journalctl -u ${LAYOUT.units.bootstrap} --no-pager -o cat | tail -n 40; exit 1; }`,
+      // --sync first: journald may not have stored the unit's last lines (its reason) when systemctl returns.
+      `systemctl start ${LAYOUT.units.bootstrap} || { journalctl --sync; journalctl -u ${LAYOUT.units.bootstrap} --no-pager -o cat | tail -n 40; exit 1; }`,
     ],
   };
   const header =
