@@ -10,6 +10,7 @@ import { resolveClient } from "../../app/config/validate.ts";
 import { SERVER_FILES, serverFiles, templateValues } from "../../cloud-init/server-files.ts";
 import { envQuote, renderTemplate, type TemplateValue } from "../../cloud-init/template.ts";
 import { concreteServerValues, REPO_ROOT } from "../environments.ts";
+import { freePortSync } from "./sshd.ts";
 import type { LabS3Process } from "../s3/process.ts";
 
 export const LITESTREAM_DIR = join(REPO_ROOT, "node_modules", "@flydotio", "litestream-linux-x64");
@@ -141,6 +142,9 @@ export class LocalKit {
       s3CredentialsFile: join(this.root, "etc/s3.env"),
       kitEnvFile: this.kitEnvFile,
       libDir: dir("lib"),
+      // Each kit's Litestream serves its metrics on a port of its own: kits of parallel test files (and the
+      // watcher's check of those metrics) must not read one another's Litestream on the server's 9090.
+      metricsPort: freePortSync(),
       ...extra,
     };
     this.replicaUrl = `s3://${this.values.bucket}/${this.values.litestreamPrefix}`;

@@ -18,6 +18,15 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * A free TCP port on 127.0.0.1, for synchronous callers (a constructor): asked of a short-lived child
+ * process, since Node can only listen asynchronously.
+ */
+export function freePortSync(): number {
+  const script = `const s=require("node:net").createServer();s.listen(0,"127.0.0.1",()=>{process.stdout.write(String(s.address().port));s.close()})`;
+  return Number(execFileSync(process.execPath, ["-e", script], { encoding: "utf8" }));
+}
+
 export interface TestSshd {
   readonly dir: string;
   readonly port: number;

@@ -14,7 +14,6 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
 import { labAccess, LocalKit, localEnvironments, type S3Access } from "../../lab/local/local-kit.ts";
-import { freePort } from "../../lab/local/sshd.ts";
 import { s3Request } from "../../lab/s3/client.ts";
 import type { Decision } from "../../lab/s3/policy.ts";
 import { startKitLabS3Process, type LabS3Process } from "../../lab/s3/process.ts";
@@ -34,9 +33,9 @@ let lab: LabS3Process;
 const kits: LocalKit[] = [];
 let ownKit: LocalKit;
 
-/** A kit "server" of `env` reaching S3 as `access` says; each Litestream gets its own metrics port. */
+/** A kit "server" of `env` reaching S3 as `access` says. */
 async function newKit(access: S3Access, env: ResolvedEnvironment, extra: Record<string, string | number> = {}): Promise<LocalKit> {
-  const kit = new LocalKit(access, env, { ...FAST, metricsPort: await freePort(), ...extra });
+  const kit = new LocalKit(access, env, { ...FAST, ...extra });
   kits.push(kit);
   return kit;
 }
