@@ -173,6 +173,8 @@ export const SERVER_FILES: readonly FileDeclaration[] = [
   ...Object.entries(UNITS).map(([unit, activation]) => declare(`${LAYOUT.unitDir}/${unit}`, { template: unitTemplate(unit) }, [daemonReload], { activation })),
   ...SCRIPTS.map((script) => declare(`${LAYOUT.libDir}/${script}`, { template: `scripts/${script}` }, [none("read afresh by every run")], { mode: "0755" })),
   declare(`${LAYOUT.libDir}/watch.sh`, { template: WATCH_TEMPLATES["watch.sh"] }, [none("read afresh by every run")], { mode: "0755" }),
+  // Every kit write to the live database, with Deno's fixed SQLite (the WAL-reset bug: see the file). Deno, not bash.
+  declare(`${LAYOUT.libDir}/kit-sql.js`, { template: "scripts/kit-sql.js" }, [none("read afresh by every run")], { mode: "0755" }),
   // A webhook URL grants posting to its channel: a secret.
   declare(LAYOUT.alertsFile, { built: "alerts" }, [none(`${LAYOUT.units.watch} reads it at every run (EnvironmentFile=)`)], { mode: "0600", secret: true }),
   declare(LAYOUT.gitDeployKeyFile, { built: "gitDeployKey" }, [none("read by every fetch of a release")], {

@@ -2,7 +2,8 @@
  * restore-drill.sh (the server-side drill that restore-drill.timer and scripts/drill.ts run) against real
  * sqlite3, Litestream 0.3.13 and the lab S3 on loopback (HTTPS, the environment's least-privilege key).
  */
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { execFileSync, spawnSync } from "node:child_process";
 import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { labAccess, LocalKit, localEnvironments } from "../../lab/local/local-kit.ts";
@@ -59,6 +60,31 @@ describe("restore-drill.sh", () => {
     const decisions = await lab.decisions();
     expect(leastPrivilegeProblems(decisions, drillEnv)).toEqual([]);
     expect(actionsOf(decisions, drillEnv)).toEqual(new Set(["s3:ListBucket", "s3:PutObject", "s3:GetObject"]));
+  });
+
+  test("writes the live database only with the fixed SQLite (kit-sql.js, ≥ 3.51.3); its sqlite3 calls on the live file are read-only", async () => {
+    // A sqlite3 on PATH ahead of the real one that logs each call's arguments, then runs the real one.
+    const real = execFileSync("bash", ["-c", "command -v sqlite3"], { encoding: "utf8" }).trim();
+    const shimDir = kit.path("scratchDir") + "/../shim";
+    const log = join(shimDir, "calls");
+    execFileSync("mkdir", ["-p", shimDir]);
+    writeFileSync(join(shimDir, "sqlite3"), `#!/bin/bash\nprintf '%s\\n' "$*" >>${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
+    const path = kit.env.PATH;
+    kit.env.PATH = `${shimDir}:${path}`;
+    try {
+      const run = await kit.script("restore-drill.sh");
+      expect(run.status).toBe(0);
+    } finally {
+      kit.env.PATH = path;
+    }
+    const onLive = readFileSync(log, "utf8").split("\n").filter((call) => call.includes(kit.dbFile));
+    expect(onLive.length).toBeGreaterThan(0); // the live counts still go through sqlite3, read-only
+    expect(onLive.filter((call) => !call.split(" ").includes("-readonly"))).toEqual([]);
+    expect(kit.sql(kit.dbFile, `SELECT count(*) FROM _kit_drill WHERE token = '${report().sentinel}'`)).toBe("1"); // written, by kit-sql.js
+    const version = spawnSync(join(kit.path("libDir"), "kit-sql.js"), ["--version"], { encoding: "utf8", env: kit.env });
+    expect(version.stderr).toBe("");
+    const [major, minor, patch] = version.stdout.trim().split(".").map(Number);
+    expect(major * 1e6 + minor * 1e3 + patch).toBeGreaterThanOrEqual(3_051_003);
   });
 
   test("fails when replication is stopped: the sentinel never reaches the replica; no ping", async () => {

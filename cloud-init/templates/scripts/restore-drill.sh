@@ -20,7 +20,8 @@ restore() { rm -f "$db"*; r0=$(ms); litestream restore -config "$LITESTREAM_CONF
 stamp=$(date -u +%Y%m%dT%H%M%SZ) token=drill-$(date +%s%N) rpo=null rto=null ok=false missing=0 tables=
 w=$(mktemp -d "$SCRATCH_DIR/drill.XXXXXX") && trap 'rm -rf "$w"' EXIT && db=$w/db
 before=$(wal) t0=$(ms)
-sql "$DB_FILE" "CREATE TABLE IF NOT EXISTS _kit_drill(id INTEGER PRIMARY KEY, token TEXT, written_at TEXT);
+# The sentinel is the drill's only write to the live file: Deno's fixed SQLite, never sqlite3 (kit-sql.js says why).
+{{libDir}}/kit-sql.js "$DB_FILE" <<<"CREATE TABLE IF NOT EXISTS _kit_drill(id INTEGER PRIMARY KEY, token TEXT, written_at TEXT);
 INSERT INTO _kit_drill(token, written_at) VALUES('$token', strftime('%Y-%m-%dT%H:%M:%fZ'));
 DELETE FROM _kit_drill WHERE id < (SELECT max(id) - 99 FROM _kit_drill);"
 echo "kit-drill: wrote sentinel $token; waiting up to ${DRILL_WAIT_SECONDS}s for the replica"
@@ -37,7 +38,7 @@ while read -r t n; do
   r=$(awk -v t="$t" '$1 == t { print $2 }' "$w/counts")
   [ -n "$r" ] || missing=$((missing + 1))
   tables+="${tables:+,}{\"name\":\"$t\",\"live\":$n,\"restored\":${r:-null}}"
-done < <(counts "$DB_FILE" | grep -v '^_kit_drill ')
+done < <(counts -readonly "$DB_FILE" | grep -v '^_kit_drill ') # read-only: its close cannot checkpoint
 [ "${check% }" = ok ] && [ "$rpo" != null ] && [ "$missing" = 0 ] && ok=true
 report=$DRILL_DIR/drill-$stamp.json
 printf '{"stack":"%s","at":"%s","ok":%s,"replica":"s3://%s/%s","sentinel":"%s","integrity":"%s","rpo_ms":%s,"rto_ms":%s,"missing_tables":%s,"tables":[%s]}\n' \
