@@ -1,5 +1,5 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { AGENCY } from "../../app/agency.ts";
@@ -154,7 +154,10 @@ export class LocalKit {
     // Over the loopback sshd the steps source this file (a login gets none of this process's environment):
     // it puts the repo's litestream on PATH and names the lab CA.
     const exports = Object.entries(trust).map(([k, v]) => `export ${k}=${envQuote(v, k)}\n`).join("");
-    writeFileSync(this.kitEnvFile, `${renderTemplate("config/kit.env", this.values, envQuote)}PATH=${LITESTREAM_DIR}:$PATH\n${exports}`);
+    // As on a server, deno is on PATH (kit-sql.js runs by it): a bin directory of this kit's own, not all of node_modules/.bin.
+    const binDir = dir("bin");
+    symlinkSync(DENO, join(binDir, "deno"));
+    writeFileSync(this.kitEnvFile, `${renderTemplate("config/kit.env", this.values, envQuote)}PATH=${LITESTREAM_DIR}:${binDir}:$PATH\n${exports}`);
     writeFileSync(String(this.values.litestreamConfig), renderTemplate("config/litestream.yml", this.values));
     // s3.env and volume.env exactly as serverFiles builds them for this environment and key.
     const files = serverFiles(environment, server);
@@ -171,7 +174,7 @@ export class LocalKit {
     // As systemd gives the units their EnvironmentFile (s3.env): the key pair, and the CA.
     this.env = {
       ...process.env,
-      PATH: `${LITESTREAM_DIR}:${process.env.PATH}`,
+      PATH: `${LITESTREAM_DIR}:${binDir}:${process.env.PATH}`,
       AWS_ACCESS_KEY_ID: access.accessKeyId,
       AWS_SECRET_ACCESS_KEY: access.secretAccessKey,
       ...trust,
