@@ -25,6 +25,36 @@ export async function bootHealthy(lab: KitLab, name: string, options: Omit<Param
   return booted;
 }
 
+/**
+ * Writers adding rows through the app (Caddy), one row per 50 ms each, until stopped: each acknowledged id and
+ * each failure with its time (a test of downtime reads the times; others only that nothing failed).
+ */
+export function steadyWrites(on: KitServer, writers = 2) {
+  let running = true;
+  const acked: { id: number; at: number }[] = [];
+  const failures: { why: string; at: number }[] = [];
+  const loops = Array.from({ length: writers }, async () => {
+    while (running) {
+      try {
+        const res = await on.http("/rows", { method: "POST" });
+        if (res.status === 201) acked.push({ id: ((await res.json()) as { id: number }).id, at: Date.now() });
+        else failures.push({ why: `HTTP ${res.status}`, at: Date.now() });
+      } catch (error) {
+        failures.push({ why: String((error as Error).cause ?? error), at: Date.now() });
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  });
+  return {
+    acked,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return { acked, failures };
+    },
+  };
+}
+
 /** Writes `n` rows through the app (Caddy), one after another; returns their ids. */
 export async function postRows(on: KitServer, n: number): Promise<number[]> {
   const ids: number[] = [];

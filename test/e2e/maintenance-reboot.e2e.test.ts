@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { LAYOUT } from "../../cloud-init/layout.ts";
 import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, printTimings, waitForBootstrap } from "../../lab/kit-lab.ts";
 import { log, restoreReplica, run } from "../../lab/harness/index.ts";
+import { steadyWrites } from "./boot-checks.ts";
 
 const STACK = "example-staging";
 let lab: KitLab;
@@ -21,33 +22,6 @@ const root = async (command: string) => (await server.machine.exec(command)).std
 const bootId = () => root("cat /proc/sys/kernel/random/boot_id");
 const journal = (unit: string, extra = "") => root(`journalctl -u ${unit} ${extra} --no-pager -o cat`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Writers adding rows through Caddy until stopped, each ack and failure with its time. */
-function steadyWrites(writers = 2) {
-  let running = true;
-  const acked: { id: number; at: number }[] = [];
-  const failures: { why: string; at: number }[] = [];
-  const loops = Array.from({ length: writers }, async () => {
-    while (running) {
-      try {
-        const res = await server.http("/rows", { method: "POST" });
-        if (res.status === 201) acked.push({ id: ((await res.json()) as { id: number }).id, at: Date.now() });
-        else failures.push({ why: `HTTP ${res.status}`, at: Date.now() });
-      } catch (error) {
-        failures.push({ why: String((error as Error).cause ?? error), at: Date.now() });
-      }
-      await sleep(50);
-    }
-  });
-  return {
-    acked,
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      return { acked, failures };
-    },
-  };
-}
 
 beforeAll(async () => {
   lab = await createKitLab();
@@ -75,7 +49,7 @@ test("an update requiring a reboot, under steady writes: it waits for the deploy
   const port = server.env.app.port;
   await root(`printf 'linux-image-6.1.0-99-amd64\\n' >${LAYOUT.rebootRequiredFile}.pkgs && touch ${LAYOUT.rebootRequiredFile}`);
   await root(`mkdir -p ${LAYOUT.deployLock} && echo 'e2e: a deploy in progress' >${LAYOUT.deployLock}/owner`);
-  const load = steadyWrites();
+  const load = steadyWrites(server);
   await sleep(2000);
 
   await root(`systemctl start --no-block ${LAYOUT.units.maintenanceReboot}`);

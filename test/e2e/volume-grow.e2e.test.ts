@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { LAYOUT } from "../../cloud-init/layout.ts";
 import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, labRenderOverrides, printTimings, waitForBootstrap, writeLabClientsDir } from "../../lab/kit-lab.ts";
 import { log, REPO_ROOT, run } from "../../lab/harness/index.ts";
+import { steadyWrites } from "./boot-checks.ts";
 
 const STACK = "example-staging";
 const MiB = 1024 * 1024;
@@ -52,32 +53,6 @@ async function sizes(): Promise<{ device: number; filesystem: number }> {
 }
 const appPid = () => root(`systemctl show -p MainPID --value app@${server.env.app.port}.service`);
 
-/** Writers adding rows through Caddy, one row per 50 ms each, until stopped: what they were told and what failed. */
-function steadyWrites(writers = 2) {
-  let running = true;
-  const acked: number[] = [];
-  const failures: string[] = [];
-  const loops = Array.from({ length: writers }, async () => {
-    while (running) {
-      try {
-        const res = await server.http("/rows", { method: "POST" });
-        if (res.status === 201) acked.push(((await res.json()) as { id: number }).id);
-        else failures.push(`HTTP ${res.status}`);
-      } catch (error) {
-        failures.push(String((error as Error).cause ?? error));
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  });
-  return {
-    stop: async () => {
-      running = false;
-      await Promise.all(loops);
-      return { acked, failures };
-    },
-  };
-}
-
 beforeAll(async () => {
   lab = await createKitLab();
   dir = mkdtempSync(join(lab.teardown.workDir, "volume-grow-"));
@@ -103,7 +78,7 @@ test("a volume grown under the running server: the next deploy grows its filesys
   const pid = await appPid();
   expect(before.device).toBe(1024 * MiB);
 
-  const load = steadyWrites();
+  const load = steadyWrites(server);
   // The cloud grows the attached volume (cdktf deploy with volume.sizeGiB raised): the device is larger,
   // its filesystem is not.
   await run(["truncate", "--size", "2048M", volume.image]);
@@ -121,7 +96,7 @@ test("a volume grown under the running server: the next deploy grows its filesys
   expect(failures).toEqual([]);
   expect(acked.length).toBeGreaterThan(20);
   const ids = new Set((await root(`sqlite3 -readonly ${LAYOUT.dbFile} 'SELECT id FROM rows'`)).split("\n").map(Number));
-  expect(acked.filter((id) => !ids.has(id))).toEqual([]);
+  expect(acked.filter(({ id }) => !ids.has(id))).toEqual([]);
   expect(await root(`sha256sum ${LAYOUT.volumeMount}/ballast | cut -d' ' -f1`)).toBe(ballast);
   expect(push.stderr).toMatch(/kit: the volume \S+ is 2048 MiB \(client file: \d+ GiB\), its filesystem 1024 MiB: growing it online \(resize2fs\)/);
   const after = await sizes();
