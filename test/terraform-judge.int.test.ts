@@ -2,7 +2,7 @@
  * Terraform itself judges what it can without a cloud (no provider can be downloaded here): `terraform fmt` on
  * the `--hcl` output of every shipped stack (`fmt -check` alone fails on cdktf's writer, which quotes every
  * whole-value reference; the test proves that is all fmt would change), and `terraform console` evaluating each expression the
- * stacks emit for Terraform to run — the secret variables' `validation` conditions against good and bad
+ * stacks emit for Terraform to run — the secret, alert URL and Slack webhook variables' `validation` conditions against good and bad
  * values, and every function call in the synthesized JSON (the user data's `base64encode`) with its references
  * given literal values. Where neither `terraform` nor `tofu` is on PATH the suite says so plainly and fails:
  * it never passes without having run.
@@ -12,7 +12,9 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ALERT_URL_VARIABLES } from "../app/config/fields.ts";
-import { REPO_ROOT, shippedEnvironments } from "../lab/environments.ts";
+import { REPO_ROOT, shippedEnvironment, shippedEnvironments } from "../lab/environments.ts";
+import { SLACK_URL_VARIABLE } from "../stacks/server/digitalocean.ts";
+import { synthesize } from "./support/synth.ts";
 
 /** terraform, else tofu (the same CLI for these commands). */
 const TERRAFORM = ["terraform", "tofu"].find((bin) => spawnSync(bin, ["version"], { encoding: "utf8" }).status === 0);
@@ -86,11 +88,17 @@ function variablesOnly(stack: string, variables: Record<string, unknown>): strin
 /**
  * Gives `value` to each variable `pick` selects in every shipped stack, through terraform console: it evaluates
  * the variables (and their validation) before it reads expressions, reports a refused value on stderr and still
- * exits 0. A refusal must say `refusal(name)`. Returns how many variables it checked.
+ * exits 0. A refusal must say `refusal(name)`. `from`: other stacks than the shipped ones. Returns how many variables it checked.
  */
-function validate(pick: (name: string) => boolean, value: string, accepted: boolean, refusal: (name: string) => string): number {
+function validate(
+  pick: (name: string) => boolean,
+  value: string,
+  accepted: boolean,
+  refusal: (name: string) => string,
+  from: ReadonlyMap<string, { json: Record<string, any> }> = stacks,
+): number {
   let checked = 0;
-  for (const [stack, { json }] of stacks) {
+  for (const [stack, { json }] of from) {
     for (const [name, variable] of Object.entries(json.variable ?? {}).filter(([name]) => pick(name))) {
       const result = cli(["console", "-var", `${name}=${value}`], variablesOnly(stack, { [name]: variable }));
       const stderr = plain(result.stderr);
@@ -113,6 +121,23 @@ describe("the secret variables' validation, run by Terraform", () => {
     ["a carriage return", "line1\rline2", false],
   ])("%s: %s", (_name, value, accepted) => {
     expect(validate((name) => name.startsWith("secret_"), value, accepted, () => "Secret values must be one line without single quotes")).toBeGreaterThan(0);
+  });
+});
+
+describe("the Slack webhook variable of DigitalOcean's alerts (alert_slack_webhook_url), run by Terraform", () => {
+  // The shipped clients post to no Slack channel: example-prod with one.
+  const prod = shippedEnvironment("example-prod");
+  const withSlack = new Map([["example-prod+slack", synthesize({ ...prod, alerts: { ...prod.alerts, slackChannel: "#ops" } })]]);
+  test.each<[string, string, boolean]>([
+    ["a Slack incoming-webhook URL", "https://hooks.slack.com/services/T000/B000/XXXX", true],
+    ["plain http", "http://hooks.slack.com/services/T000/B000/XXXX", false],
+    ["another host (DigitalOcean posts only to Slack)", "https://hooks.example.com/services/T000", false],
+    ["a space", "https://hooks.slack.com/services/T000 B000", false],
+    ["a newline", "https://hooks.slack.com/services/T000\nB000", false],
+    ["empty", "", false],
+  ])("%s: %s", (_what, value, accepted) => {
+    const refusal = () => "The Slack webhook URL must be an https://hooks.slack.com/… incoming-webhook URL.";
+    expect(validate((name) => name === SLACK_URL_VARIABLE, value, accepted, refusal, withSlack)).toBe(1);
   });
 });
 
