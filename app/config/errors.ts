@@ -155,6 +155,15 @@ export const problem = {
   unreadableClientFile: (reason: string) =>
     `cannot be loaded: ${reason}. Fix: correct the file (npx tsc -p . names the line), or compare it with app/clients/example.ts`,
   duplicate: (value: string, where: string) => `${show(value)} is already used by ${where}; slugs must be unique`,
+  noManagedPostgres: (provider: string) =>
+    `"postgres" is not available on ${provider}: it has no managed PostgreSQL. Fix: stay on SQLite (engine: "sqlite", ` +
+    `the default), or move the environment to DigitalOcean (provider: "digitalocean"), which has managed PostgreSQL`,
+  /** `provider`: the environment's provider when it has no managed PostgreSQL. */
+  serversNeedPostgres: (servers: number, provider: string | undefined) =>
+    `${servers} servers need database.engine "postgres": SQLite lives on one server's volume, which a second server cannot share. ` +
+    (provider
+      ? `${provider} has no managed PostgreSQL. Fix: servers: 1, or move the environment to DigitalOcean with database: { engine: "postgres" }`
+      : `Fix: servers: 1, or first move the environment to PostgreSQL (database: { engine: "postgres" }, then scripts/migrate-to-postgres.ts) and raise servers after`),
   wrongProviderValue: (value: string, field: string, otherProvider: string, provider: string, allowed: readonly string[]) =>
     `${show(value)} is a ${otherProvider} ${field}, but this environment's provider is ${provider}; use one of ${list(allowed)}`,
 };

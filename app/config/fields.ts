@@ -11,7 +11,7 @@
 import { isIP } from "node:net";
 import { durationSeconds } from "./checker.ts";
 import { problem } from "./errors.ts";
-import { AWS_REGIONS, PROVIDERS, type ProviderFacts } from "./providers.ts";
+import { AWS_REGIONS, DIGITALOCEAN_POSTGRES, PROVIDERS, type ProviderFacts } from "./providers.ts";
 import { field, section, type FieldContext } from "./schema.ts";
 import { keyBlob, parsePublicKey } from "./ssh-key.ts";
 import type { ProviderName, SshKey } from "./types.ts";
@@ -386,6 +386,50 @@ const MAINTENANCE = {
   }),
 };
 
+/** Where the app's data lives: `DATABASE_URL`'s scheme tells the app which (docs/runbook.md, "A client outgrew SQLite"). */
+export const DATABASE_ENGINES = ["sqlite", "postgres"] as const;
+export type DatabaseEngine = (typeof DATABASE_ENGINES)[number];
+
+/** A managed PostgreSQL value (size, version): one of the provider's; not checked where the provider has none (`engine` says so). */
+const postgresValue = (kind: "size" | "version") => (value: unknown, { check, path, facts }: FieldContext) => {
+  const offered = facts?.managedPostgres;
+  if (!offered) return;
+  const allowed = kind === "size" ? Object.keys(offered.sizes) : offered.versions;
+  check.oneOf(path, value, `a ${facts.title} managed PostgreSQL ${kind}`, allowed);
+};
+
+/** The managed PostgreSQL cluster (`engine: "postgres"`): one node, in the environment's region. */
+const POSTGRES = {
+  /**
+   * Cluster size slug; the smallest by default, `db-s-1vcpu-1gb` (1 vCPU, 1 GiB RAM, 10 GiB disk, $15 a month list
+   * price). A change resizes the cluster in place (DigitalOcean moves it to new nodes; a short reconnect).
+   */
+  size: field.defaulted(DIGITALOCEAN_POSTGRES.defaultSize, postgresValue("size")),
+  /**
+   * PostgreSQL major version, pinned: 17 by default (Debian 13's pg_dump is 17, and pg_dump refuses a newer server).
+   * Upgrading a major is DigitalOcean's in-place upgrade, done deliberately, with the servers' postgresql-client first.
+   */
+  version: field.defaulted(DIGITALOCEAN_POSTGRES.defaultVersion, postgresValue("version")),
+};
+
+const DATABASE = {
+  /**
+   * `"sqlite"`: the database is a file on the server's volume, replicated by Litestream (the kit's default).
+   * `"postgres"`: the stack adds a managed PostgreSQL cluster (DigitalOcean only), its firewall (the environment's
+   * servers only), the app's database and user; the connection string reaches the server through
+   * /etc/kit/database.env, written by scripts/migrate-to-postgres.ts — never through the Terraform.
+   */
+  engine: field.defaulted<DatabaseEngine>("sqlite", (value, { check, path, facts }) => {
+    if (!check.oneOf(path, value, "a database engine", DATABASE_ENGINES)) return;
+    if (value === "postgres" && facts && !facts.managedPostgres) check.add(path, problem.noManagedPostgres(facts.title));
+  }),
+  /** The cluster, when `engine` is `"postgres"`. */
+  postgres: section.defaulted(POSTGRES),
+};
+
+/** Most app servers behind one load balancer. */
+export const MAX_SERVERS = 10;
+
 /** One client environment: `environments.<name>` in a client file. */
 export const ENVIRONMENT = {
   /** Cloud provider of the server. */
@@ -482,4 +526,16 @@ export const ENVIRONMENT = {
   alerts: section.defaulted(ALERTS),
   /** Reboots for updates. */
   maintenance: section.defaulted(MAINTENANCE),
+  /** The app's database. */
+  database: section.defaulted(DATABASE),
+  /**
+   * How many app servers, 1 to 10. More than one needs `database.engine: "postgres"` (SQLite lives on one server's
+   * volume): the servers then sit behind a load balancer that health-checks `app.healthPath` through Caddy, and
+   * deploys go server by server. The stack's `ipv4` stays the first server; `server_ipv4s` lists them all.
+   */
+  servers: field.defaulted(1, (value, { check, path, facts, siblings }) => {
+    if (!check.integer(path, value, 1, MAX_SERVERS) || value === 1) return;
+    const engine = (siblings.database as { engine?: unknown } | undefined)?.engine;
+    if (engine !== "postgres") check.add(path, problem.serversNeedPostgres(value as number, facts?.managedPostgres ? undefined : facts?.title));
+  }),
 };

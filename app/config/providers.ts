@@ -27,7 +27,33 @@ export interface ProviderFacts {
   readonly volumeSizeGiB: { readonly min: number; readonly max: number };
   /** Sizes offered only in some regions. @default - every size in every region */
   readonly sizeRegions?: Readonly<Record<string, readonly string[]>>;
+  /** The provider's managed PostgreSQL (`database.engine: "postgres"`). @default - none: the provider has no managed PostgreSQL */
+  readonly managedPostgres?: ManagedPostgresFacts;
+  /** Monthly list price of the load balancer in front of `servers` > 1. @default - no load balancer offered by the kit */
+  readonly loadBalancerPrice?: number;
 }
+
+/** A provider's managed PostgreSQL clusters as the kit offers them: one node, the sizes and versions below. */
+export interface ManagedPostgresFacts {
+  /** Cluster sizes (one node) with their monthly list price, smallest first. */
+  readonly sizes: Readonly<Record<string, number>>;
+  readonly defaultSize: string;
+  /** Major versions accepted; the default is pinned (a new default is a deliberate change, never the provider's latest). */
+  readonly versions: readonly string[];
+  readonly defaultVersion: string;
+}
+
+/**
+ * DigitalOcean Managed PostgreSQL, one node ("Basic"), from the pricing page (2026; re-check before quoting): the
+ * smallest, 1 vCPU / 1 GiB RAM / 10 GiB disk, is $15 a month. Version 17 is pinned: Debian 13's postgresql-client is
+ * 17, and pg_dump refuses a server of a newer major than itself.
+ */
+export const DIGITALOCEAN_POSTGRES: ManagedPostgresFacts = {
+  sizes: { "db-s-1vcpu-1gb": 15, "db-s-1vcpu-2gb": 30, "db-s-2vcpu-4gb": 60, "db-s-4vcpu-8gb": 120 },
+  defaultSize: "db-s-1vcpu-1gb",
+  versions: ["14", "15", "16", "17"],
+  defaultVersion: "17",
+};
 
 /** DigitalOcean, from the provider's docs and the pricing page (2026). Reserved IPs are free while assigned. */
 export const DIGITALOCEAN: ProviderFacts = {
@@ -50,6 +76,9 @@ export const DIGITALOCEAN: ProviderFacts = {
   volumePricePerGiB: 0.1,
   addressPrice: 0,
   volumeSizeGiB: { min: 1, max: 16384 },
+  managedPostgres: DIGITALOCEAN_POSTGRES,
+  // A regional load balancer of one node ($12 a month), for servers > 1.
+  loadBalancerPrice: 12,
 };
 
 const HETZNER_EU = ["fsn1", "nbg1", "hel1"];
