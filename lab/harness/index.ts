@@ -10,6 +10,8 @@ export type { ArtifactMirror, ArtifactName, MirrorOptions } from "./mirror.ts";
 export { createLabNetwork } from "./network.ts";
 export type { LabNetwork, MachineNic } from "./network.ts";
 export { DENO_BIN, FIXTURE_APP_DIR, LITESTREAM_BIN, REPO_ROOT } from "./paths.ts";
+export { POSTGRES_BIN_DIR, startPostgres } from "./postgres.ts";
+export type { LabPostgres, PostgresOptions } from "./postgres.ts";
 export { log, run, seconds } from "./process.ts";
 export type { RunResult } from "./process.ts";
 export { ensureRootfs, IMAGE_APT_PACKAGES, IMAGE_PACKAGES } from "./rootfs.ts";
