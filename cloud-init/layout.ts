@@ -84,6 +84,13 @@ export const LAYOUT = {
   firstBootFetcher: "/run/kit/fetch-server-files.sh",
   /** scripts/deploy.ts holds this lock (an atomic mkdir) while it changes the server; a reboot clears it. */
   deployLock: "/run/kit/deploy.lock",
+  /**
+   * Behind a load balancer (`servers` > 1): while this file exists Caddy answers 503 on the app's health path
+   * only, so the LB's health check takes the server out of rotation while requests in flight still finish.
+   * deploy.ts creates it before it deploys the server and removes it after; in /run (world-readable, so
+   * Caddy's user can see it) a reboot clears it.
+   */
+  lbDrainFile: "/run/kit-drain",
   /** The kit's state on the root disk. */
   stateDir: "/var/lib/kit",
   /** Written when the bootstrap finished; its content is the release that was started. */

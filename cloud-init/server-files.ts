@@ -307,6 +307,7 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     aptUpgradeUnit: LAYOUT.units.aptUpgrade,
     rebootRequiredFile: LAYOUT.rebootRequiredFile,
     deployLock: LAYOUT.deployLock,
+    lbDrainFile: LAYOUT.lbDrainFile,
     // The maintenance window's length: how long a required reboot waits for a deploy, a backup or apt to finish.
     maintenanceWaitSeconds: MAINTENANCE_WAIT_SECONDS,
     maintenanceTimeoutSeconds: MAINTENANCE_WAIT_SECONDS + 600,

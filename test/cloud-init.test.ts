@@ -294,8 +294,8 @@ describe("server scripts", () => {
   });
 
   test("a template placeholder without a value is an error, not an empty setting", () => {
-    expect(() => renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile })).toThrow("template config/Caddyfile: no value for {{activePort}}");
-    expect(renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, activePort: 8000 })).toContain("127.0.0.1:8000");
+    expect(() => renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, healthPath: "/healthz", lbDrainFile: LAYOUT.lbDrainFile })).toThrow("template config/Caddyfile: no value for {{activePort}}");
+    expect(renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, healthPath: "/healthz", lbDrainFile: LAYOUT.lbDrainFile, activePort: 8000 })).toContain("127.0.0.1:8000");
   });
 });
 

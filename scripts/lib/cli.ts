@@ -15,6 +15,8 @@ Where the server is (flags win over the stack's outputs):
   --outputs FILE        stack outputs JSON (default outputs/<stack>.json), written by:
                           npx cdktf output <stack> --outputs-file outputs/<stack>.json --outputs-file-include-sensitive-outputs
   --host ADDR           server address (default: the ipv4 output)
+  --server N|ADDR       one of several app servers (servers > 1): its number in the server_ipv4s output
+                          (1 = the first) or its address; the scripts that act on every server act on it only
   --user NAME           SSH user (default: the ssh_user output, "deploy")
   --port N              SSH port (default 22)
   --identity FILE       SSH private key (default: ssh-agent / ~/.ssh)
@@ -57,7 +59,7 @@ export function scriptArgs(scriptUrl: string, argv: readonly string[] = process.
 
 /** Parses argv; unknown flags are an error (a typo must not run a default). */
 export function parseArgs(argv: readonly string[], spec: { string?: string[]; boolean?: string[] }): ParsedArgs {
-  const strings = ["outputs", "host", "user", "port", "identity", "known-hosts", "s3-endpoint", "render-overrides", "clients-dir", ...(spec.string ?? [])];
+  const strings = ["outputs", "host", "server", "user", "port", "identity", "known-hosts", "s3-endpoint", "render-overrides", "clients-dir", ...(spec.string ?? [])];
   const booleans = ["dry-run", "yes", "help", ...(spec.boolean ?? [])];
   const unknown: string[] = [];
   const flags = minimist([...argv], {
@@ -78,6 +80,7 @@ export function parseArgs(argv: readonly string[], spec: { string?: string[]; bo
     target: {
       outputs: flags.outputs,
       host: flags.host,
+      server: flags.server,
       user: flags.user,
       port,
       identity: flags.identity,

@@ -27,6 +27,11 @@ export interface DeployOptions {
   /** Seconds the new release has to become healthy. @default 30 */
   readonly healthSeconds?: number;
   readonly dryRun?: boolean;
+  /**
+   * Run the migrate task. A rollout across several servers runs it on the first only: they share one
+   * PostgreSQL database (rollout.ts). @default true
+   */
+  readonly migrate?: boolean;
   /** Where TF_VAR_secret_<NAME>, TF_VAR_git_deploy_key and TF_VAR_alert_* are read. @default process.env */
   readonly processEnv?: NodeJS.ProcessEnv;
   readonly paths?: ServerPaths;
@@ -182,14 +187,16 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
       `the site runs the previous release. Fix the cause above, then deploy again. Logs: ssh ${runner.destination} sudo journalctl -u app@${newPort}.service`,
     );
   }, () => {
-    plan.add({
+    if (options.migrate === false) {
+      plan.add({ title: `${steps.migrate(release.text, env.app.tasks.migrate, paths).title}: not here, it ran on the first server (the servers share PostgreSQL)`, run: async () => undefined });
+    } else plan.add({
       title: steps.migrate(release.text, env.app.tasks.migrate, paths).title,
       run: async () => {
         migrated = true;
         await runner.run(steps.migrate(release.text, env.app.tasks.migrate, paths));
       },
     });
-    if (snapshot) {
+    if (snapshot && options.migrate !== false) {
       plan.add({
         title: `${steps.schemaVersion(paths).title} again (did the migration change it?)`,
         run: async () => void (migrated = lastLine((await runner.run(steps.schemaVersion(paths))).stdout) !== schemaBefore),

@@ -24,6 +24,10 @@ export { REPO_ROOT };
 /** The outputs of stacks/client-stack.ts, as cdktf writes them. */
 export interface StackOutputs {
   readonly ipv4?: string;
+  /** Every app server's address (`servers` > 1: one per droplet, `ipv4` is the first). */
+  readonly server_ipv4s?: readonly string[];
+  /** The load balancer in front of them (only when `servers` > 1). */
+  readonly load_balancer_ip?: string;
   readonly ipv6?: string;
   readonly ssh_user?: string;
   readonly bucket?: string;
@@ -39,6 +43,8 @@ export interface StackOutputs {
 export interface TargetFlags {
   readonly outputs?: string;
   readonly host?: string;
+  /** One of several servers: its number in server_ipv4s (1 = the first) or its address. */
+  readonly server?: string;
   readonly user?: string;
   readonly port?: number;
   readonly identity?: string;
@@ -51,6 +57,15 @@ export interface Target {
   readonly env: ResolvedEnvironment;
   readonly outputsFile: string;
   readonly ssh: SshTarget;
+  /**
+   * Every app server of the environment, in rollout order (the outputs' server_ipv4s, else [ipv4]); `ssh.host`
+   * is the first, or the one --server/--host chose. @default [ssh.host]
+   */
+  readonly servers?: readonly string[];
+  /** Whether --server or --host chose one server (scripts then act on that one only). @default false */
+  readonly chosen?: boolean;
+  /** The load balancer's address, when the environment has one (servers > 1). */
+  readonly loadBalancer?: string;
   readonly sshSettings: SshSettings;
   readonly bucket: string;
   readonly region: string;
@@ -91,7 +106,9 @@ export function readOutputs(file: string, stackName: string): StackOutputs {
 export function resolveTarget(env: ResolvedEnvironment, flags: TargetFlags, processEnv: NodeJS.ProcessEnv = process.env, options: { needHost?: boolean } = {}): Target {
   const outputsFile = flags.outputs ?? join(REPO_ROOT, "outputs", `${env.stackName}.json`);
   const outputs = readOutputs(outputsFile, env.stackName);
-  const host = flags.host ?? outputs.ipv4;
+  const servers = serverAddresses(outputs, outputsFile);
+  if (flags.host !== undefined && flags.server !== undefined) throw new OpsError("--host and --server both name the server", "pass one of them");
+  const host = flags.host ?? (flags.server !== undefined ? chooseServer(flags.server, servers, env.stackName, outputsFile) : servers[0]);
   if (!host && options.needHost !== false) throw errors.noHost(env.stackName, outputsFile);
   const bucket = outputs.bucket ?? env.names.bucket;
   if (bucket !== env.names.bucket) {
@@ -110,6 +127,9 @@ export function resolveTarget(env: ResolvedEnvironment, flags: TargetFlags, proc
   return {
     env,
     outputsFile,
+    servers: flags.host !== undefined ? [flags.host] : servers,
+    chosen: flags.host !== undefined || flags.server !== undefined,
+    loadBalancer: outputs.load_balancer_ip,
     ssh: { host: host ?? "", user: flags.user ?? outputs.ssh_user ?? LAYOUT.users.deploy, port: flags.port, identity: flags.identity },
     sshSettings: { knownHostsFile: flags.knownHosts },
     bucket,
@@ -119,4 +139,33 @@ export function resolveTarget(env: ResolvedEnvironment, flags: TargetFlags, proc
     credentials: keyId && secret ? { accessKeyId: keyId, secretAccessKey: new Secret(secret) } : undefined,
     overrides,
   };
+}
+
+/** The app servers' addresses from the outputs: server_ipv4s, else [ipv4], else none. */
+export function serverAddresses(outputs: StackOutputs, outputsFile: string): string[] {
+  const list = outputs.server_ipv4s;
+  if (list === undefined) return outputs.ipv4 ? [outputs.ipv4] : [];
+  if (!Array.isArray(list) || list.length === 0 || !list.every((a) => typeof a === "string" && a !== "")) {
+    throw errors.badOutputs(outputsFile, `server_ipv4s must be a list of addresses (got ${JSON.stringify(list)})`);
+  }
+  if (outputs.ipv4 && list[0] !== outputs.ipv4) throw errors.badOutputs(outputsFile, `ipv4 ${outputs.ipv4} is not the first of server_ipv4s ${list.join(", ")}`);
+  return [...list];
+}
+
+/** `--server N` (1 = the first of server_ipv4s) or `--server ADDR` (one of them): the address. */
+export function chooseServer(value: string, servers: readonly string[], stack: string, outputsFile: string): string {
+  if (servers.length === 0) throw errors.noHost(stack, outputsFile);
+  const list = servers.map((a, i) => `${i + 1} = ${a}`).join(", ");
+  if (/^\d+$/.test(value)) {
+    const n = Number(value);
+    if (n >= 1 && n <= servers.length) return servers[n - 1];
+    throw new OpsError(`--server ${value}: ${stack} has ${servers.length} server${servers.length === 1 ? "" : "s"} (${list})`, `pass a number from 1 to ${servers.length}, or one of the addresses`);
+  }
+  if (servers.includes(value)) return value;
+  throw new OpsError(`--server ${value} is not one of ${stack}'s servers (${list}, from ${outputsFile})`, "pass its number or one of these addresses; --host ADDR reaches any other address");
+}
+
+/** One Target per server, in rollout order (each with its own ssh.host). */
+export function serverTargets(target: Target): Target[] {
+  return (target.servers ?? [target.ssh.host]).map((host) => ({ ...target, ssh: { ...target.ssh, host }, servers: target.servers, chosen: true }));
 }
