@@ -31,10 +31,10 @@ export interface ServerValues {
 
 /** Knobs for tests and mirrors; production uses the defaults. */
 export interface RenderOverrides {
-  /** Download URLs (and, for fault tests only, hashes) of the pinned artifacts, e.g. a local mirror. */
+  /** Download URLs (and, for fault and upgrade tests only, hashes and versions) of the pinned artifacts, e.g. a local mirror. */
   readonly artifacts?: {
-    readonly deno?: Partial<Pick<Artifact, "url" | "sha256">>;
-    readonly litestream?: Partial<Pick<Artifact, "url" | "sha256">>;
+    readonly deno?: Partial<Pick<Artifact, "url" | "sha256" | "version">>;
+    readonly litestream?: Partial<Pick<Artifact, "url" | "sha256" | "version">>;
   };
   /** Clone the app from here instead of `app.repo`. */
   readonly repoUrl?: string;

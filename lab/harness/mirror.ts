@@ -24,6 +24,11 @@ export interface MirrorOptions {
   readonly host?: string;
   /** Artifacts served tampered from the start (see `setTampered`). @default none */
   readonly tampered?: readonly ArtifactName[];
+  /**
+   * Other records served beside the pinned ones, genuine only (`setTampered` acts on the pinned record): an
+   * older pin to boot a server with, which scripts/upgrade.ts then moves to the pinned one. Verified like them.
+   */
+  readonly extra?: readonly Artifact[];
 }
 
 export interface MirrorRequest {
@@ -51,6 +56,10 @@ export async function startArtifactMirror(teardown: Teardown, options: MirrorOpt
   for (const artifact of ARTIFACTS) {
     const genuine = await fetchTarball(artifact);
     files.set(new URL(artifact.url).pathname, { artifact, genuine, tampered: tamperedCopy(genuine) });
+  }
+  for (const artifact of options.extra ?? []) {
+    const genuine = await fetchTarball(artifact);
+    files.set(new URL(artifact.url).pathname, { artifact, genuine, tampered: genuine });
   }
   const tampered = new Set<string>(options.tampered ?? []);
   const requests: MirrorRequest[] = [];
