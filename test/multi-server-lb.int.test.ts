@@ -1,7 +1,7 @@
 /**
  * The drain on real Caddy (Debian's 2.6.2), on loopback: two "servers", each a Caddy running the kit's own
  * rendered Caddyfile (site and upstream pointed at loopback ports, the drain file at a temp path) in front of
- * a small app, behind the lab's load-balancer stand-in (lab/harness/load-balancer.ts: round robin, active
+ * a small app, behind the lab's load-balancer stand-in (lab/harness/load-balancer.ts: least connections, active
  * health checks). Under both shapes of load (keep-alive, and a new connection per request): draining server 1
  * takes it out of rotation within deploy.ts's drain wait with no failed request, and undraining puts it back
  * within the undrain wait. The rollout on booted servers: test/e2e/multi-server.e2e.test.ts.
@@ -134,6 +134,7 @@ test("draining server 1 takes it out of the LB's rotation within the drain wait,
       `server 1 got ${strays} user requests in the 3 s after the ${drainWaitSeconds()} s drain wait (server 2 served ${servedMeanwhile} in all); ` +
       `back in rotation ${backIn.toFixed(1)} s after the undrain (wait ${undrainWaitSeconds()} s); drained for ${((undrained - drained) / 1000).toFixed(1)} s`,
   );
+  if (counts.failed) console.log(lb.log().split("\n").filter((l) => /health|unhealthy|down|error/i.test(l)).slice(-20).join("\n"));
   expect(counts.failures).toEqual([]);
   expect(counts.keepAlive).toBeGreaterThan(100);
   expect(counts.fresh).toBeGreaterThan(100);
