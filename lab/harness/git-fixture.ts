@@ -7,11 +7,12 @@
  * test the git:// protocol instead, and a bind-mounted path would skip the transport altogether.
  */
 import { spawn } from "node:child_process";
-import { cp, mkdir, writeFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { cp, mkdir, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { basename, dirname, join } from "node:path";
 import { closeServer, listen } from "./mirror.ts";
-import { FIXTURE_APP_DIR } from "./paths.ts";
+import { FIXTURE_APP_DIR, REPO_ROOT } from "./paths.ts";
 import { run } from "./process.ts";
 import { type Teardown } from "./teardown.ts";
 
@@ -61,6 +62,7 @@ export async function createAppRepo(teardown: Teardown, options: AppRepoOptions 
   const workDir = join(root, "work");
   await mkdir(root, { recursive: true });
   await cp(options.source ?? FIXTURE_APP_DIR, workDir, { recursive: true });
+  await vendorNpmPackages(workDir);
 
   // Ignore the host's ~/.gitconfig and /etc/gitconfig: the fixture must not depend on who runs the tests.
   const env = { ...process.env, ...GIT_IDENTITY, GIT_CONFIG_GLOBAL: "/dev/null", GIT_CONFIG_NOSYSTEM: "1" };
@@ -97,6 +99,27 @@ export async function createAppRepo(teardown: Teardown, options: AppRepoOptions 
       await git("push", "--quiet", "origin", name);
     },
   };
+}
+
+/**
+ * The npm packages the fixture app imports (its PostgreSQL client), committed into the app's repository as
+ * vendor/<name>, which its deno.json maps the bare name to: lab servers cannot reach the npm registry. In
+ * the kit's checkout vendor/<name> is a symlink into the kit's node_modules; here it becomes the files
+ * themselves. So the version is the one the root package.json declares and package-lock.json pins, and it
+ * is declared nowhere else.
+ */
+export const FIXTURE_NPM_PACKAGES = ["postgres"] as const;
+
+async function vendorNpmPackages(workDir: string): Promise<void> {
+  for (const name of FIXTURE_NPM_PACKAGES) {
+    const from = join(REPO_ROOT, "node_modules", name);
+    if (!existsSync(join(from, "package.json"))) {
+      throw new Error(`the fixture app's npm package ${name} is not installed in ${from}: run npm ci in the kit's checkout`);
+    }
+    const to = join(workDir, "vendor", name);
+    await rm(to, { recursive: true, force: true }); // the checkout's symlink (cp copied it as one)
+    await cp(from, to, { recursive: true, dereference: true });
+  }
 }
 
 /** Serves `repo` read-only over smart HTTP on `host` (a free port) until teardown. */
