@@ -60,6 +60,8 @@ export const LAYOUT = {
   authorizedKeysDir: "/etc/ssh/authorized_keys",
   litestreamConfig: "/etc/litestream.yml",
   caddyfile: "/etc/caddy/Caddyfile",
+  /** The maintenance page (503 + Retry-After on every path), loaded by scripts/migrate-to-postgres.ts through Caddy's admin API. */
+  maintenanceCaddyfile: "/etc/caddy/maintenance.Caddyfile",
   /** sshd hardening (keys only, no root); sorts before cloud-init's 50-cloud-init.conf, and sshd keeps the first value. */
   sshdConfig: "/etc/ssh/sshd_config.d/10-kit.conf",
   /** Unattended security upgrades. */
@@ -71,6 +73,8 @@ export const LAYOUT = {
 
   /** Server-side scripts written by the bootstrap. */
   libDir: "/usr/local/lib/kit",
+  /** pgloader's command for the SQLite → PostgreSQL move (its source and target from the environment). */
+  pgloaderLoadFile: "/usr/local/lib/kit/migrate-to-postgres.load",
   /** The pinned Deno and Litestream binaries (installed only after their sha256 matched). */
   binDir: "/usr/local/bin",
   /**
@@ -95,6 +99,8 @@ export const LAYOUT = {
   stateDir: "/var/lib/kit",
   /** Written when the bootstrap finished; its content is the release that was started. */
   bootstrapDoneFile: "/var/lib/kit/bootstrap-done",
+  /** Written by scripts/migrate-to-postgres.ts at the switch: its time and each table's max id and row count then (--rollback reads it). */
+  postgresSwitchMarker: "/var/lib/kit/postgres-switch.json",
   /** The watcher's state (kit-watch.service's StateDirectory, owned by the app user). */
   watchDir: "/var/lib/kit/watch",
   /** The last run's verdict (cloud-init/watch-verdict.ts: WatchVerdict), read by scripts/status.ts. */

@@ -169,6 +169,9 @@ export const SERVER_FILES: readonly FileDeclaration[] = [
   declare(LAYOUT.caddyfile, { template: "config/Caddyfile" }, [reload(LAYOUT.units.caddy)], { atFirstBoot: [{ kind: "restart", unit: LAYOUT.units.caddy }] }),
   declare(`${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`, { built: "authorizedKeys" }, [none("sshd reads it at every login")], { early: true }),
   declare(LAYOUT.sshdConfig, { template: "config/sshd-hardening.conf" }, [sshdReload], { early: true, atFirstBoot: [sshdReload] }),
+  // The maintenance page and pgloader's command: read by scripts/migrate-to-postgres.ts when it moves the database.
+  declare(LAYOUT.maintenanceCaddyfile, { template: "config/maintenance.Caddyfile" }, [none("loaded only by migrate-to-postgres.ts (caddy reload --config), which writes it first when it differs")]),
+  declare(LAYOUT.pgloaderLoadFile, { template: "config/pgloader.load" }, [none("read by pgloader when migrate-to-postgres.ts runs it")]),
   declare(LAYOUT.aptAutoUpgrades, { template: "config/20auto-upgrades" }, [none("apt's timers read it at every run")]),
   ...Object.entries(UNITS).map(([unit, activation]) => declare(`${LAYOUT.unitDir}/${unit}`, { template: unitTemplate(unit) }, [daemonReload], { activation })),
   ...SCRIPTS.map((script) => declare(`${LAYOUT.libDir}/${script}`, { template: `scripts/${script}` }, [none("read afresh by every run")], { mode: "0755" })),
@@ -272,6 +275,8 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     runDir: LAYOUT.runDir,
     unitDir: LAYOUT.unitDir,
     caddyfile: LAYOUT.caddyfile,
+    maintenanceCaddyfile: LAYOUT.maintenanceCaddyfile,
+    pgloaderLoadFile: LAYOUT.pgloaderLoadFile,
     sshdConfig: LAYOUT.sshdConfig,
     aptAutoUpgrades: LAYOUT.aptAutoUpgrades,
     binDir: LAYOUT.binDir,
