@@ -8,13 +8,13 @@
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, request, type Server } from "node:http";
+import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { drainWaitSeconds, undrainWaitSeconds } from "../cloud-init/load-balancer.ts";
 import { LAYOUT } from "../cloud-init/layout.ts";
 import { serverFiles } from "../cloud-init/server-files.ts";
 import { concreteServerValues, shippedEnvironment } from "../lab/environments.ts";
-import { freePort, type LabLoadBalancer, startLoadBalancer } from "../lab/harness/load-balancer.ts";
+import { freePort, type LabLoadBalancer, startLoadBalancer, userLoad } from "../lab/harness/load-balancer.ts";
 import { processIdentity, Teardown } from "../lab/harness/teardown.ts";
 import { sleep } from "../lab/harness/process.ts";
 import { waitFor } from "../lab/harness/wait.ts";
@@ -58,46 +58,6 @@ async function startServer(k: number): Promise<number> {
   return port;
 }
 
-/** Load through the LB until stopped: keep-alive (fetch's pooled connections) and a new connection per request. */
-function load(url: string) {
-  const counts = { keepAlive: 0, fresh: 0, failed: 0, failures: [] as string[] };
-  let running = true;
-  const keepAlive = async () => {
-    while (running) {
-      try {
-        const res = await fetch(`${url}/rows/count`);
-        await res.arrayBuffer();
-        if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
-        counts.keepAlive++;
-      } catch (error) {
-        counts.failed++;
-        counts.failures.push(`keep-alive: ${(error as Error).message}`);
-      }
-    }
-  };
-  const fresh = async () => {
-    while (running) {
-      try {
-        const status = await new Promise<number>((resolve, reject) => {
-          const req = request(`${url}/rows/count`, { agent: false, headers: { connection: "close" } }, (res) => {
-            res.resume();
-            res.on("end", () => resolve(res.statusCode ?? 0));
-          });
-          req.on("error", reject);
-          req.end();
-        });
-        if (status !== 200) throw new Error(`HTTP ${status}`);
-        counts.fresh++;
-      } catch (error) {
-        counts.failed++;
-        counts.failures.push(`new connection: ${(error as Error).message}`);
-      }
-    }
-  };
-  const loops = [keepAlive(), keepAlive(), fresh(), fresh()];
-  return { counts, stop: async () => ((running = false), await Promise.all(loops)) };
-}
-
 beforeAll(async () => {
   teardown = await Teardown.begin();
   const ports = [await startServer(0), await startServer(1)];
@@ -108,7 +68,7 @@ afterAll(async () => {
 });
 
 test("draining server 1 takes it out of the LB's rotation within the drain wait, with no failed request; undraining brings it back", async () => {
-  const traffic = load(lb.url);
+  const traffic = userLoad(lb.url, { readPath: "/rows/count" });
   await sleep(1500);
   expect(hits[0]).toBeGreaterThan(0);
   expect(hits[1]).toBeGreaterThan(0);

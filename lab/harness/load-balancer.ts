@@ -14,6 +14,7 @@
  */
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { settlesWithin, tail } from "./process.ts";
@@ -142,3 +143,77 @@ export async function startLoadBalancer(teardown: Teardown, options: LoadBalance
   return { url, caddyfile, upstreams, log: readLog, stop };
 }
 
+
+export interface UserLoad {
+  /** Answers per kind of request, and every failure (status or error) with what it was. */
+  readonly counts: { keepAlive: number; fresh: number; writes: number; failed: number; failures: string[] };
+  /** Ids of the rows acknowledged (201) by POST /rows. */
+  readonly ackedIds: number[];
+  stop(): Promise<void>;
+}
+
+/**
+ * Users through the load balancer until stopped, in both shapes: `readers` loops on pooled keep-alive
+ * connections (fetch) and as many opening a new connection per request, all GET `readPath`; and `writers`
+ * loops POSTing `writePath` (new connection each, no retries). Any status other than 200/201 is a failure.
+ */
+export function userLoad(url: string, options: { readPath: string; writePath?: string; readers?: number; writers?: number }): UserLoad {
+  const counts = { keepAlive: 0, fresh: 0, writes: 0, failed: 0, failures: [] as string[] };
+  const ackedIds: number[] = [];
+  let running = true;
+  const fail = (kind: string, why: string) => {
+    counts.failed++;
+    if (counts.failures.length < 50) counts.failures.push(`${kind}: ${why}`);
+  };
+  /** One request on a connection of its own (Connection: close): status and body. */
+  const fresh = (method: string, path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${url}${path}`, { method, agent: false, headers: { connection: "close" }, timeout: 15_000 }, (res) => {
+        let body = "";
+        res.setEncoding("utf8");
+        res.on("data", (c: string) => (body += c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("timeout", () => req.destroy(new Error("no answer in 15 s")));
+      req.on("error", reject);
+      req.end();
+    });
+  const loop = (kind: string, once: () => Promise<void>) =>
+    (async () => {
+      while (running) await once().catch((error: Error) => fail(kind, String(error.cause ?? error.message)));
+    })();
+  const readers = options.readers ?? 2;
+  const loops = [
+    ...Array.from({ length: readers }, () =>
+      loop("keep-alive", async () => {
+        const res = await fetch(`${url}${options.readPath}`, { signal: AbortSignal.timeout(15_000) });
+        await res.arrayBuffer();
+        if (res.status === 200) counts.keepAlive++;
+        else fail("keep-alive", `HTTP ${res.status}`);
+      }),
+    ),
+    ...Array.from({ length: readers }, () =>
+      loop("new connection", async () => {
+        const { status } = await fresh("GET", options.readPath);
+        if (status === 200) counts.fresh++;
+        else fail("new connection", `HTTP ${status}`);
+      }),
+    ),
+    ...Array.from({ length: options.writePath ? (options.writers ?? 1) : 0 }, () =>
+      loop("write", async () => {
+        const { status, body } = await fresh("POST", options.writePath!);
+        if (status !== 201) return fail("write", `HTTP ${status}`);
+        counts.writes++;
+        ackedIds.push((JSON.parse(body) as { id: number }).id);
+      }),
+    ),
+  ];
+  return {
+    counts,
+    ackedIds,
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
