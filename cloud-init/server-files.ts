@@ -262,7 +262,9 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     appTablesQuery: APP_TABLES_QUERY,
     volumeEnvFile: LAYOUT.volumeEnvFile,
     libDir: LAYOUT.libDir,
-    siteAddress: env.domain?.name ?? ":80",
+    // Behind a load balancer (servers > 1) the LB terminates TLS and health-checks each server with its address
+    // as Host: Caddy serves plain HTTP on :80 for any Host, no certificate, no redirect to HTTPS.
+    siteAddress: env.servers > 1 ? ":80" : (env.domain?.name ?? ":80"),
     denoUrl: deno.url,
     denoSha256: deno.sha256,
     denoVersion: deno.version,

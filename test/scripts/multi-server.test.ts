@@ -69,6 +69,12 @@ describe("the drain", () => {
     const caddyfile = serverFiles(env, concreteServerValues(env)).find((f) => f.path === LAYOUT.caddyfile)!.content;
     expect(caddyfile).toContain(`@drained {\n\t\tpath ${env.app.healthPath}\n\t\tfile {\n\t\t\troot /\n\t\t\ttry_files ${LAYOUT.lbDrainFile}\n\t\t}\n\t}\n\trespond @drained "draining" 503\n`);
   });
+  test("behind the LB (servers > 1) Caddy serves plain HTTP on :80 for any Host, even with a domain (the LB holds the certificate)", () => {
+    const prod = shippedEnvironment("example-prod");
+    const caddyfile = (e: typeof prod) => serverFiles(e, concreteServerValues(e)).find((f) => f.path === LAYOUT.caddyfile)!.content;
+    expect(caddyfile(prod)).toMatch(new RegExp(`^${prod.domain!.name.replace(/\./g, "\\.")} \\{$`, "m"));
+    expect(caddyfile({ ...prod, servers: 2 })).toMatch(/^:80 \{$/m);
+  });
   test("drain creates the file and checks Caddy now answers 503; undrain removes it and waits for 200", () => {
     expect(drain("/healthz").script.text).toContain(`touch ${LAYOUT.lbDrainFile}`);
     expect(drain("/healthz").script.text).toContain(`if [ "$code" != 503 ]; then rm -f ${LAYOUT.lbDrainFile}`);
