@@ -49,6 +49,14 @@ export const LAYOUT = {
   gitDeployKeyFile: "/etc/app/git-deploy-key",
   /** S3 credentials for Litestream and the fallback upload (0600 root). */
   s3CredentialsFile: "/etc/kit/s3.env",
+  /**
+   * Present only on a server whose environment runs on PostgreSQL (0600 root, written by the migration and by
+   * deploys, never in user data): DATABASE_URL (overrides kit.env's SQLite one), PGSSLROOTCERT and the drill's
+   * DRILL_DATABASE_URL (the scratch database). Its presence switches the backups, the drill and the watcher.
+   */
+  databaseEnvFile: "/etc/kit/database.env",
+  /** The managed cluster's CA certificate (PEM), pinned by PGSSLROOTCERT with sslmode=verify-full. */
+  postgresCaFile: "/etc/kit/postgres-ca.crt",
   /** The alert URLs of the client file's `alerts` (0600 root: a webhook URL grants posting), read by the watcher's unit. */
   alertsFile: "/etc/kit/alerts.env",
   /** An operator creates this to let a server start on an empty database while its backups are unreachable. */

@@ -233,6 +233,8 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     bucketPrefix: prefix,
     litestreamPrefix: `${prefix}/${LAYOUT.bucket.litestream}`,
     fallbackPrefix: `${prefix}/${LAYOUT.bucket.fallback}`,
+    databaseEnvFile: LAYOUT.databaseEnvFile,
+    postgresCaFile: LAYOUT.postgresCaFile,
     litestreamConfig: LAYOUT.litestreamConfig,
     s3CredentialsFile: LAYOUT.s3CredentialsFile,
     metricsPort: LAYOUT.ports.litestreamMetrics,
