@@ -12,6 +12,8 @@ task=${2:?usage: run-task.sh RELEASE_DIR TASK}
 
 secrets=()
 [ -r "$APP_SECRETS_FILE" ] && secrets=(--property "EnvironmentFile=$APP_SECRETS_FILE")
+# On PostgreSQL the task reads DATABASE_URL/PGSSLROOTCERT from there: EnvironmentFile= wins over --setenv.
+[ -r {{databaseEnvFile}} ] && secrets+=(--property "EnvironmentFile={{databaseEnvFile}}")
 exec systemd-run --quiet --wait --pipe --collect --service-type=exec \
   --uid="$APP_USER" --gid="$APP_USER" \
   --working-directory="$release" \
