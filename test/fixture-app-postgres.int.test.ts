@@ -98,6 +98,15 @@ test("FAIL_MIGRATION=1 exits non-zero and rolls its change back (DDL is transact
   expect(await pg.psql("SELECT to_regclass('broken_migration') IS NULL", { database: pg.database })).toBe("t");
 });
 
+test("two servers migrating a fresh database at the same moment apply each migration once", async () => {
+  await pg.psql(`CREATE DATABASE app_race OWNER ${pg.user}`);
+  const race = { DATABASE_URL: pg.url("app_race") };
+  const [a, b] = await Promise.all([task("migrate", race), task("migrate", race)]);
+  expect([a.code, b.code]).toEqual([0, 0]);
+  expect([a.stdout, b.stdout].filter((out) => out.includes("applied migration 1"))).toHaveLength(1);
+  expect(await pg.psql("SELECT version FROM kit_schema_version", { database: "app_race" })).toBe("1");
+});
+
 test("sslmode=verify-full without a CA is refused with what to set", async () => {
   const { PGSSLROOTCERT: _, ...withoutCa } = env;
   const result = await run([DENO_BIN, "task", "migrate"], { cwd: appDir, env: withoutCa, allowFailure: true });
@@ -179,6 +188,29 @@ describe("through Caddy", () => {
     expect(Number(count)).toBeGreaterThanOrEqual(1);
     expect(Number(count)).toBeLessThanOrEqual(4);
     expect(allTls).toBe("t");
+  });
+
+  test("a statement stuck behind a lock is cancelled by the app's statement_timeout (5 s): a 500 that says so, /healthz stays 200", async () => {
+    // Another session holds the rows table, as a long migration or a manual ALTER would.
+    const holder = pg.psql("BEGIN; LOCK TABLE rows IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(30); COMMIT;", { database: pg.database }).catch((error: Error) => error);
+    await waitFor(async () => (await pg.psql("SELECT count(*) FROM pg_locks WHERE relation = 'rows'::regclass AND mode = 'AccessExclusiveLock' AND granted", { database: pg.database })) === "1", {
+      timeoutMs: 5_000,
+      intervalMs: 50,
+      what: "the lock on rows",
+    });
+    const started = Date.now();
+    const stuck = post();
+    expect((await getJson("/healthz")).status).toBe(200);
+    const response = await stuck;
+    const waited = Date.now() - started;
+    console.log(`insert behind a held lock: ${response.status} after ${seconds(waited)}`);
+    expect(response.status).toBe(500);
+    expect(((await response.json()) as { error: string }).error).toContain("canceling statement due to statement timeout");
+    expect(waited).toBeGreaterThanOrEqual(4_900);
+    expect(waited).toBeLessThan(6_900);
+    // Let the holder go (its session ends, the lock with it).
+    await pg.psql("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE relation = 'rows'::regclass AND mode = 'AccessExclusiveLock'", { database: pg.database });
+    expect(String(await holder)).toMatch(/terminat/);
   });
 
   test("/healthz is 503 while PostgreSQL is down and 200 once it is back; writes resume", async () => {
