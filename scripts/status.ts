@@ -12,12 +12,12 @@ import { OpsError } from "./lib/errors.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { fleetStatus, readStatusStep, type StatusTarget } from "./lib/status.ts";
 import { formatHtml, formatTable, HTML_GENERATOR, useColor } from "./lib/status-render.ts";
-import { loadEnvironment, REPO_ROOT, resolveTarget } from "./lib/target.ts";
+import { loadEnvironment, REPO_ROOT, resolveTarget, serverLabel, serverTargets } from "./lib/target.ts";
 
 const USAGE = "npx zx scripts/status.ts <stack>… | --all";
 const HELP = `Usage: ${USAGE} [--json] [--html FILE]
 
-One row per environment from each server's watcher (kit-watch.timer, every minute): health, release,
+One row per environment (per server when it has several: "<stack> #2") from each server's watcher (kit-watch.timer, every minute): health, release,
 replication lag, last fallback copy, last restore drill (its RPO/RTO), disk use, Deno and Litestream
 against the kit's pins, pending updates or reboot, certificate days left, backup key age. Reads over SSH,
 4 servers at a time, 30 s each at most; changes nothing. A server that cannot be read, or whose verdict is
@@ -58,17 +58,19 @@ void main(async () => {
   const outputsDir = given(args, "outputs-dir") ? directory("--outputs-dir", String(args.flags["outputs-dir"])) : undefined;
 
   const envs = all ? loadClientsDir(AGENCY, args.clientsDir === undefined ? join(REPO_ROOT, "app", "clients") : resolve(args.clientsDir), REPO_ROOT) : stacks.map((s) => loadEnvironment(s, args.clientsDir));
-  const targets: StatusTarget[] = envs.map((env) => {
+  const targets: StatusTarget[] = envs.flatMap((env): StatusTarget[] => {
     try {
-      return { target: resolveTarget(env, outputsDir ? { ...args.target, outputs: join(outputsDir, `${env.stackName}.json`) } : args.target) };
+      const target = resolveTarget(env, outputsDir ? { ...args.target, outputs: join(outputsDir, `${env.stackName}.json`) } : args.target);
+      // Several app servers (server_ipv4s): a row each, unless --server/--host chose one.
+      return (target.chosen ? [target] : serverTargets(target)).map((t) => ({ target: t }));
     } catch (error) {
       if (!(error instanceof OpsError)) throw error;
-      return { stack: env.stackName, client: env.client, environment: env.environment, problem: error };
+      return [{ stack: env.stackName, client: env.client, environment: env.environment, problem: error }];
     }
   });
   if (args.dryRun) {
     say(`status (dry run: nothing is contacted) would read ${targets.length} server${targets.length === 1 ? "" : "s"}, 4 at a time:`);
-    for (const t of targets) say(t.problem ? `  ${t.stack}: ${t.problem.message}` : `  ${t.target.env.stackName}: ${t.target.ssh.user}@${t.target.ssh.host}`);
+    for (const t of targets) say(t.problem ? `  ${t.stack}: ${t.problem.message}` : `  ${serverLabel(t.target)}: ${t.target.ssh.user}@${t.target.ssh.host}`);
     say(`each with this read-only step:\n${readStatusStep().script.display.replace(/^/gm, "    ")}`);
     return 0;
   }

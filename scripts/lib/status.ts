@@ -12,7 +12,7 @@ import { OpsError } from "./errors.ts";
 import { outputKeysOf, type OutputKey } from "./rotate-keys-run.ts";
 import { bash, step, type Step } from "./shell.ts";
 import type { Runner } from "./state.ts";
-import type { Target } from "./target.ts";
+import { serverLabel, type Target } from "./target.ts";
 
 /** A cell's judgment; "none" is no judgment (nothing to compare with, or not applicable). */
 export type CellState = WatchState | "none";
@@ -181,7 +181,7 @@ export async function fleetStatus(targets: readonly StatusTarget[], options: Sta
   const rows = await mapBounded(targets, options.parallel ?? 4, async (t): Promise<StatusRow> => {
     if (t.problem) return failedRow({ stack: t.stack, client: t.client, environment: t.environment }, "", t.problem);
     const { env } = t.target;
-    const names = { stack: env.stackName, client: env.client, environment: env.environment };
+    const names = { stack: serverLabel(t.target), client: env.client, environment: env.environment };
     const runner = options.runnerFor(t.target);
     try {
       const result = await runner.run(readStatusStep(options.pathsFor?.(t.target)), { timeoutMs: options.timeoutMs ?? 30_000, onProgress: () => undefined });

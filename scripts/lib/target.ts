@@ -169,3 +169,9 @@ export function chooseServer(value: string, servers: readonly string[], stack: s
 export function serverTargets(target: Target): Target[] {
   return (target.servers ?? [target.ssh.host]).map((host) => ({ ...target, ssh: { ...target.ssh, host }, servers: target.servers, chosen: true }));
 }
+
+/** The stack's name, and which server when it has several: "example-prod", "example-prod #2". */
+export function serverLabel(target: Target): string {
+  const servers = target.servers ?? [target.ssh.host];
+  return servers.length > 1 ? `${target.env.stackName} #${servers.indexOf(target.ssh.host) + 1}` : target.env.stackName;
+}

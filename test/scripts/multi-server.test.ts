@@ -14,7 +14,8 @@ import { OpsError } from "../../scripts/lib/errors.ts";
 import { drain, lbHealthStatus, rollout, type RolloutServer, type ServerChange, undrain } from "../../scripts/lib/rollout.ts";
 import type { Step } from "../../scripts/lib/shell.ts";
 import type { RunResult } from "../../scripts/lib/ssh.ts";
-import { resolveTarget, serverTargets, type Target } from "../../scripts/lib/target.ts";
+import { fleetStatus } from "../../scripts/lib/status.ts";
+import { resolveTarget, serverLabel, serverTargets, type Target } from "../../scripts/lib/target.ts";
 
 const env = shippedEnvironment("example-staging");
 let dir: string;
@@ -55,6 +56,20 @@ describe("target: several servers", () => {
   test("a server_ipv4s that is not a list of addresses, or does not start with ipv4, is refused", () => {
     expect(() => resolveTarget(env, { outputs: outputs({ server_ipv4s: "203.0.113.1" }) })).toThrow("server_ipv4s must be a list of addresses");
     expect(() => resolveTarget(env, { outputs: outputs({ ipv4: "203.0.113.2", server_ipv4s: ["203.0.113.1", "203.0.113.2"] }) })).toThrow("ipv4 203.0.113.2 is not the first of server_ipv4s");
+  });
+});
+
+describe("status: a row per server", () => {
+  test("each server of server_ipv4s is read and shown as <stack> #k; one server keeps the plain name", async () => {
+    const target = resolveTarget(env, { outputs: outputs(three) });
+    expect(serverTargets(target).map(serverLabel)).toEqual(["example-staging #1", "example-staging #2", "example-staging #3"]);
+    expect(serverLabel(resolveTarget(env, { outputs: outputs({ ipv4: "203.0.113.9" }) }))).toBe("example-staging");
+    const asked: string[] = [];
+    const report = await fleetStatus(serverTargets(target).map((t) => ({ target: t })), {
+      runnerFor: (t) => ({ destination: `deploy@${t.ssh.host}`, run: async () => (asked.push(t.ssh.host), Promise.reject(new Error("ssh to it timed out"))) }),
+    });
+    expect(asked.sort()).toEqual(three.server_ipv4s);
+    expect(report.environments.map((r) => [r.stack, r.destination, r.state])).toEqual(three.server_ipv4s.map((a, i) => [`example-staging #${i + 1}`, `deploy@${a}`, "critical"]));
   });
 });
 
