@@ -129,6 +129,9 @@ export const LAYOUT = {
     /** Restore drill: restores the replica into scratch and checks it (monthly timer; scripts/drill.ts). */
     drill: "restore-drill.service",
     drillTimer: "restore-drill.timer",
+    /** The daily pg_dump into the bucket (pg-dump-backup.sh); runs only where database.env exists. */
+    pgDump: "kit-pg-dump.service",
+    pgDumpTimer: "kit-pg-dump.timer",
     /** The watcher (watch.sh): checks replication, the app, disks, backups; writes the verdict; alerts. */
     watch: "kit-watch.service",
     /** Runs the watcher every minute. */
@@ -155,6 +158,8 @@ export const LAYOUT = {
   bucket: {
     litestream: "litestream",
     fallback: "fallback",
+    /** The daily pg_dump of a PostgreSQL environment: `<UTC stamp>.dump` and its manifest `<UTC stamp>.json`. */
+    pgDump: "pg-dump",
     /** The first-boot bundles, `<sha256>.sh.gz` (uploaded by the stack; only read by a server's first boot). */
     firstBoot: "kit/first-boot",
   },

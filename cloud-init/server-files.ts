@@ -97,6 +97,12 @@ export const LITESTREAM_MONITOR_INTERVAL_MS = 100;
  */
 export const MAINTENANCE_WAIT_SECONDS = 3600;
 
+/**
+ * On PostgreSQL the daily pg_dump is the fallback backup (the fallback's `onCalendar` and `keepDays` govern it);
+ * the watcher alerts when the newest dump is older than a day and two hours (a late run, not yet a missed one).
+ */
+export const PG_DUMP_MAX_AGE_SECONDS = 26 * 3600;
+
 /** Server-side scripts, installed into LAYOUT.libDir (0755). Read afresh by every run: a change needs nothing. */
 export const SCRIPTS = [
   "bootstrap.sh",
@@ -110,6 +116,10 @@ export const SCRIPTS = [
   "fallback-backup.sh",
   "s3-put.sh",
   "restore-drill.sh",
+  // On PostgreSQL (database.env present): the daily dump, its drill, and their client version check.
+  "pg-lib.sh",
+  "pg-dump-backup.sh",
+  "pg-restore-drill.sh",
   "maintenance-reboot.sh",
 ] as const;
 
@@ -123,6 +133,9 @@ export const UNITS: Readonly<Record<string, Activation>> = {
   [LAYOUT.units.fallbackBackupTimer]: { by: "enabled-now" },
   [LAYOUT.units.drill]: { by: "timer", timer: LAYOUT.units.drillTimer },
   [LAYOUT.units.drillTimer]: { by: "enabled-now" },
+  // Enabled everywhere like the other timers; the service runs only where database.env exists (ConditionPathExists).
+  [LAYOUT.units.pgDump]: { by: "timer", timer: LAYOUT.units.pgDumpTimer },
+  [LAYOUT.units.pgDumpTimer]: { by: "enabled-now" },
   [LAYOUT.units.watch]: { by: "timer", timer: LAYOUT.units.watchTimer },
   [LAYOUT.units.watchTimer]: { by: "enabled-now" },
   [LAYOUT.units.maintenanceReboot]: { by: "timer", timer: LAYOUT.units.maintenanceRebootTimer },
@@ -233,8 +246,12 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     bucketPrefix: prefix,
     litestreamPrefix: `${prefix}/${LAYOUT.bucket.litestream}`,
     fallbackPrefix: `${prefix}/${LAYOUT.bucket.fallback}`,
+    pgDumpPrefix: `${prefix}/${LAYOUT.bucket.pgDump}`,
     databaseEnvFile: LAYOUT.databaseEnvFile,
     postgresCaFile: LAYOUT.postgresCaFile,
+    pgDumpUnit: LAYOUT.units.pgDump,
+    pgDumpTimerUnit: LAYOUT.units.pgDumpTimer,
+    pgDumpMaxAgeSeconds: PG_DUMP_MAX_AGE_SECONDS,
     litestreamConfig: LAYOUT.litestreamConfig,
     s3CredentialsFile: LAYOUT.s3CredentialsFile,
     metricsPort: LAYOUT.ports.litestreamMetrics,

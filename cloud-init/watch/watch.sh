@@ -28,11 +28,46 @@ why() { # why a request failed: S3's error code or curl's message, never the req
   else echo "S3 answered HTTP ${1##*$'\n'}"; fi
 }
 
+# On PostgreSQL ({{databaseEnvFile}} present: the unit reads it) there is no SQLite heartbeat and no Litestream:
+# "replication" is the cluster answering `select 1` over TLS (its PITR is the provider's), "litestream" says it
+# is off, "fallback" is the newest daily pg_dump (older than {{pgDumpMaxAgeSeconds}} s: critical).
+pg='' && [ -e "${DATABASE_ENV_FILE:-/nonexistent}" ] && pg=yes
+pg_database() {
+  local out t=${EPOCHREALTIME/./}
+  # shellcheck source=/dev/null
+  out=$( (. "$(dirname "$0")/pg-lib.sh" && pg_use DATABASE_URL && psql -XAtq -c 'select 1') 2>&1)
+  if [ "$out" = 1 ]; then ck replication ok "PostgreSQL answers over TLS in $(((${EPOCHREALTIME/./} - t) / 1000)) ms"
+  else ck replication critical "PostgreSQL not answering: $(head -n 1 <<<"$out" | sed -E 's#postgres(ql)?://[^ ]*#<url>#g' | head -c 160)"; fi
+}
+pg_litestream() {
+  if [ "$(systemctl is-active {{litestreamUnit}})" = active ]; then ck litestream warn "{{litestreamUnit}} still runs on a server on PostgreSQL (systemctl disable --now {{litestreamUnit}})"
+  else ck litestream ok "off: the database is on PostgreSQL"; fi
+}
+pg_dumps() { # $1 its service's last result, $2 its timer's state
+  local dumps=("$BACKUP_DIR"/pg-*.dump) name stamp out
+  fb=${dumps[-1]} name=${dumps[-1]##*/} fb_age=null && stamp=${name#pg-} && stamp=${stamp%.dump}
+  [ ! -e "$fb" ] || fb_age=$((now - $(stat -c %Y "$fb")))
+  if [ "$1" != success ]; then ck fallback critical "the last pg_dump failed ($1): journalctl -u {{pgDumpUnit}}"
+  elif [ "$2" != active ]; then ck fallback critical "{{pgDumpTimerUnit}} is not active"
+  elif [ "$fb_age" = null ]; then
+    # The first dump starts at the move: none a day after it is a missed dump.
+    if [ $((now - $(stat -c %Y "$DATABASE_ENV_FILE"))) -gt {{pgDumpMaxAgeSeconds}} ]; then ck fallback critical "no pg_dump on the volume since the move to PostgreSQL"
+    else ck fallback ok "no pg_dump yet"; fi
+  elif [ "$fb_age" -gt {{pgDumpMaxAgeSeconds}} ]; then ck fallback critical "the newest pg_dump is $((fb_age / 3600)) h old (more than $(({{pgDumpMaxAgeSeconds}} / 3600)) h)"
+  else
+    [ "$fb_ok" = "$name" ] || { out=$(s3 "/$PG_DUMP_PREFIX/$stamp.json" -I) && [ "${out##*$'\n'}" = 200 ] && fb_ok=$name; }
+    if [ "$fb_ok" = "$name" ]; then ck fallback ok "pg_dump $((fb_age / 3600)) h old, in the bucket"
+    else ck fallback critical "pg_dump $stamp is not in the bucket ($(why "$out"))"; fi
+  fi
+}
+
 # replication: commit a heartbeat, then find in the bucket a WAL segment of the current generation whose
 # LastModified is not older than it (S3 keeps whole seconds: the lag is measured to ±1 s).
 gen_dir="$DB_DIR/.${DB_FILE##*/}-litestream" lag=null gen='' err='' cause='' waited=0 pause=1
 [ -r "$gen_dir/generation" ] && gen=$(<"$gen_dir/generation")
-if [ ! -e "$DB_FILE" ]; then
+if [ -n "$pg" ]; then
+  err="on PostgreSQL"
+elif [ ! -e "$DB_FILE" ]; then
   err="no database at $DB_FILE"
 elif [ -z "$gen" ]; then
   err="Litestream has no generation yet"
@@ -60,7 +95,8 @@ else
     done
   done
 fi
-if [ "$hb_ok" = "$now" ]; then
+if [ -n "$pg" ]; then pg_database
+elif [ "$hb_ok" = "$now" ]; then
   lag=$((${EPOCHREALTIME%.*} - now)) && ck replication ok "$lag s behind"
 else
   [ "$hb_ok" = 0 ] || lag=$((EPOCHSECONDS - hb_ok))
@@ -73,7 +109,8 @@ fi
 errs=null
 m=$(curl -sS -m 5 http://127.0.0.1:{{metricsPort}}/metrics 2>&1)
 [[ $m =~ litestream_sync_error_count\{[^}]*\}\ ([0-9]+) ]] && errs=${BASH_REMATCH[1]}
-if [ "$(systemctl is-active {{litestreamUnit}})" != active ]; then ck litestream critical "{{litestreamUnit}} is not running"
+if [ -n "$pg" ]; then pg_litestream
+elif [ "$(systemctl is-active {{litestreamUnit}})" != active ]; then ck litestream critical "{{litestreamUnit}} is not running"
 elif [ "$errs" = null ]; then ck litestream warn "metrics on :{{metricsPort}} not answering"
 elif [ "${ls_errs:-$errs}" -lt "$errs" ]; then ck litestream warn "$((errs - ls_errs)) sync errors since the last check"
 else ck litestream ok "running, $errs sync errors"; fi
@@ -108,13 +145,14 @@ ck inodes "$(level "$ino")" "$ino % of inodes used"
 # fallback and drill: their last run, their timers, their evidence.
 declare -A sd
 while IFS='=' read -r k v; do [ -z "$k" ] || sd[$k]+="${v:-0} "; done < <(systemctl show --timestamp=unix \
-  -p Result -p ActiveState -p LastTriggerUSec {{fallbackBackupUnit}} {{fallbackBackupTimerUnit}} {{drillUnit}} {{drillTimerUnit}})
-read -r fb_res _ dr_res _ <<<"${sd[Result]:-}"
-read -r _ fb_timer _ dr_timer <<<"${sd[ActiveState]:-}"
+  -p Result -p ActiveState -p LastTriggerUSec {{fallbackBackupUnit}} {{fallbackBackupTimerUnit}} {{drillUnit}} {{drillTimerUnit}} {{pgDumpUnit}} {{pgDumpTimerUnit}})
+read -r fb_res _ dr_res _ pd_res _ <<<"${sd[Result]:-}"
+read -r _ fb_timer _ dr_timer _ pd_timer <<<"${sd[ActiveState]:-}"
 read -r fb_last _ <<<"${sd[LastTriggerUSec]:-}" && fb_last=${fb_last//[^0-9]/}
 copies=("$BACKUP_DIR"/app-*.sqlite3.gz) && fb=${copies[-1]} name=${copies[-1]##*/} fb_age=null
 [ ! -e "$fb" ] || fb_age=$((now - $(stat -c %Y "$fb")))
-if [ "$fb_res" != success ]; then ck fallback critical "last run failed ($fb_res)"
+if [ -n "$pg" ]; then pg_dumps "$pd_res" "$pd_timer"
+elif [ "$fb_res" != success ]; then ck fallback critical "last run failed ($fb_res)"
 elif [ "$fb_timer" != active ]; then ck fallback critical "{{fallbackBackupTimerUnit}} is not active"
 elif [ "$fb_age" = null ]; then ck fallback ok "no copy yet"
 elif [ "${fb_last:-0}" -gt $((now - fb_age + 3600)) ]; then ck fallback critical "its last run made no copy"

@@ -4,6 +4,8 @@
 set -euo pipefail
 # shellcheck source=/dev/null
 . {{kitEnvFile}}
+# On PostgreSQL the drill restores the newest daily dump into the scratch database instead.
+[ ! -e "$DATABASE_ENV_FILE" ] || exec "$(dirname "$0")/pg-restore-drill.sh"
 # Never create the database: on a server whose first boot stopped before the restore, an empty file here
 # would later be taken for the client's data (restore-on-boot keeps a database that exists).
 if [ ! -e "$DB_FILE" ]; then
