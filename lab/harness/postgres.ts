@@ -131,26 +131,27 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
   for (const file of ["server.key", "server.pem"]) chownSync(join(dataDir, file), owner.uid, owner.gid);
   writeFileSync(join(dataDir, "pg_hba.conf"), hbaConf(allow));
 
-  const port = await freePort(host);
-  writeFileSync(
-    join(dataDir, "postgresql.auto.conf"),
-    [
-      `listen_addresses = '${host}'`,
-      `port = ${port}`,
-      `unix_socket_directories = '${dataDir}'`,
-      "ssl = on",
-      "ssl_cert_file = 'server.pem'",
-      "ssl_key_file = 'server.key'",
-      "ssl_min_protocol_version = 'TLSv1.2'",
-      "password_encryption = 'scram-sha-256'",
-      "max_connections = 50",
-      "shared_buffers = '64MB'",
-      "log_connections = on",
-      "log_timezone = 'UTC'",
-      "timezone = 'UTC'",
-      "",
-    ].join("\n"),
-  );
+  let port = 0;
+  const writeConfig = () =>
+    writeFileSync(
+      join(dataDir, "postgresql.auto.conf"),
+      [
+        `listen_addresses = '${host}'`,
+        `port = ${port}`,
+        `unix_socket_directories = '${dataDir}'`,
+        "ssl = on",
+        "ssl_cert_file = 'server.pem'",
+        "ssl_key_file = 'server.key'",
+        "ssl_min_protocol_version = 'TLSv1.2'",
+        "password_encryption = 'scram-sha-256'",
+        "max_connections = 50",
+        "shared_buffers = '64MB'",
+        "log_connections = on",
+        "log_timezone = 'UTC'",
+        "timezone = 'UTC'",
+        "",
+      ].join("\n"),
+    );
 
   const logFile = join(root, "postgres.log");
   let child: ChildProcess | undefined;
@@ -207,7 +208,17 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
     }
   };
 
-  await start();
+  // The port is free when asked for, but another process may take it before the server binds: try another.
+  for (let attempt = 1; ; attempt++) {
+    port = await freePort(host);
+    writeConfig();
+    try {
+      await start();
+      break;
+    } catch (error) {
+      if (attempt >= 3 || !readLog().includes("Address already in use")) throw error;
+    }
+  }
   teardown.defer("lab PostgreSQL", stop);
 
   const drillDatabase = `${database}_drill`;
