@@ -1,15 +1,15 @@
 /**
- * watch.sh (kit-watch.timer's script, the template exactly as it lands) run with bash against real sqlite3,
- * Litestream 0.3.13 replicating to the lab S3 (HTTPS, the environment's least-privilege key), and one
+ * watch.sh (kit-watch.timer's script, the template exactly as it lands) run with bash against the repo's Deno
+ * (its heartbeat goes through kit-sql.js), real sqlite3, Litestream 0.3.13 replicating to the lab S3 (HTTPS, the environment's least-privilege key), and one
  * loopback server that is both the app's health path behind "Caddy" and the alert receiver (dead-man and
  * webhook). systemd's answers come from test/support/systemctl-stand-in.sh; the e2e tier
  * (test/e2e/watcher.e2e.test.ts) runs the same script under the real systemd.
  */
 import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { connect as tlsConnect } from "node:tls";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { labAccess, LocalKit, localEnvironments } from "../lab/local/local-kit.ts";
 import { startWatchKit, type WatchKit } from "../lab/local/watch-kit.ts";
 import { startKitLabS3Process, type LabS3Process } from "../lab/s3/process.ts";
@@ -66,6 +66,30 @@ const state = (): Record<string, string> =>
   Object.fromEntries(readFileSync(at("watch/state"), "utf8").trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
 const setState = (changes: Record<string, string | number>) =>
   writeFileSync(at("watch/state"), Object.entries({ ...state(), ...changes }).map(([k, v]) => `${k}=${v}\n`).join(""));
+/**
+ * Restarts Litestream and waits until it has a generation: a Litestream that finds the WAL reset while it was
+ * stopped (the heartbeat's connection, the last one open, checkpointed it on close) clears its generation and
+ * starts a new one, and the replica's old snapshots answer kit.startReplication before that one exists.
+ */
+async function restartReplication(): Promise<void> {
+  await kit.stopReplication();
+  await startReplication();
+}
+async function startReplication(): Promise<void> {
+  await kit.startReplication();
+  const generation = join(dirname(kit.dbFile), `.${basename(kit.dbFile)}-litestream`, "generation");
+  for (let i = 0; i < 100 && !existsSync(generation); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!existsSync(generation)) throw new Error(`Litestream started no generation within 10 s; it said:\n${kit.replicatorOutput().slice(-2000)}`);
+}
+/**
+ * Stops Litestream, then lets the clock pass into the next second: S3 keeps LastModified in whole seconds, so the
+ * WAL Litestream flushed on its way down could otherwise carry the second of the next heartbeat and count for it.
+ */
+async function stopReplication(): Promise<void> {
+  await kit.stopReplication();
+  await new Promise((r) => setTimeout(r, 1000 - (Date.now() % 1000) + 50));
+}
+
 /** Points the kit.env the watcher reads at an S3 that cannot be reached; returns the undo. */
 function unreachable(): () => void {
   const text = readFileSync(kit.kitEnvFile, "utf8");
@@ -177,13 +201,12 @@ describe("watch.sh", () => {
     // The new key, as a key rotation pushes it: replication recovers.
     writeFileSync(kit.path("s3CredentialsFile"), `AWS_ACCESS_KEY_ID=${second.accessKeyId}\nAWS_SECRET_ACCESS_KEY=${second.secretAccessKey}\n`);
     Object.assign(kit.env, { AWS_ACCESS_KEY_ID: second.accessKeyId, AWS_SECRET_ACCESS_KEY: second.secretAccessKey });
-    await kit.stopReplication();
-    await kit.startReplication();
+    await restartReplication();
     expect((await watch()).verdict.checks.replication).toMatchObject({ state: "ok" });
   }, 90_000);
 
   test("Litestream stopped: litestream and replication critical; app unhealthy: app critical with the HTTP code; both recover", async () => {
-    await kit.stopReplication();
+    await stopReplication();
     unit("litestream.service", { ActiveState: "inactive" });
     healthStatus = 503;
     const bad = await watch();
@@ -191,7 +214,7 @@ describe("watch.sh", () => {
     expect(bad.verdict.checks.replication.state).toBe("critical");
     expect(bad.verdict.checks.app).toMatchObject({ state: "critical", value: "health check: 503" });
     expect(webhooks().at(-1)).toMatch(/replication critical: .*; litestream critical: litestream\.service is not running; app critical: health check: 503/);
-    await kit.startReplication();
+    await startReplication();
     unit("litestream.service", { ActiveState: "active" });
     healthStatus = 200;
     const ok = await watch();

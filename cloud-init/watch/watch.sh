@@ -75,8 +75,8 @@ else
   # From the newest shadow WAL index before the write: the heartbeat lands in it or a later one.
   wals=("$gen_dir/generations/$gen/wal/"*.wal) && idx=${wals[-1]##*/} && idx=${idx%.wal}
   prefix="$LITESTREAM_PREFIX/generations/$gen/wal/" && after=$prefix${idx#\*}
-  sqlite3 -cmd '.timeout 5000' "$DB_FILE" "PRAGMA wal_autocheckpoint=0; -- checkpoints are Litestream's
-    CREATE TABLE IF NOT EXISTS _kit_watch(id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
+  # The watcher's only write to the live file: Deno's fixed SQLite (kit-sql.js says why), never sqlite3.
+  {{libDir}}/kit-sql.js "$DB_FILE" <<<"CREATE TABLE IF NOT EXISTS _kit_watch(id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL);
     INSERT OR REPLACE INTO _kit_watch VALUES (1, $now);" >/dev/null 2>"$dir/sql.err" ||
     err="heartbeat not written: $(head -c 80 "$dir/sql.err")"
   printf -v hb '%(%FT%T)T' "$now"

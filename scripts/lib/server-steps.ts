@@ -27,11 +27,17 @@ export const SERVER: ServerPaths = {
 };
 
 const source = (paths: ServerPaths) => bash`. ${paths.kitEnvFile}`;
-/** Runs a command as the app user, so SQLite never leaves root-owned -wal/-shm files behind. */
-const asApp = raw(`runuser -u "$APP_USER" --`);
+/**
+ * sqlite3 as every step runs it: read-only, because Debian's sqlite3 (3.40.1) has SQLite's WAL-reset bug and
+ * must neither write to nor checkpoint the live file (a read-only connection does neither, also not when it
+ * closes; writes to the live file go through kit-sql.js, the installed Deno's fixed SQLite); and as the app
+ * user, because a read-only connection still creates the -wal/-shm it does not find, and root-owned ones
+ * would lock the app out.
+ */
+const readSqlite = raw(`runuser -u "$APP_USER" -- sqlite3 -readonly`);
 /** `table count` lines for the tables of a database (names limited to [A-Za-z0-9_]). */
-const countsFunction = bash`counts() { runuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 5000' "$1" ${APP_TABLES_QUERY} |
-  while read -r t; do printf '%s\\t%s\\n' "$t" "$(runuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 5000' "$1" "SELECT count(*) FROM $t")"; done; }`;
+const countsFunction = bash`counts() { ${readSqlite} -cmd '.timeout 5000' "$1" ${APP_TABLES_QUERY} |
+  while read -r t; do printf '%s\\t%s\\n' "$t" "$(${readSqlite} -cmd '.timeout 5000' "$1" "SELECT count(*) FROM $t")"; done; }`;
 
 /** Reads what the scripts need to know about the server, as `key=value` lines (read-only). */
 export function inspect(ports: readonly [number, number], paths: ServerPaths = SERVER): Step {
@@ -136,14 +142,14 @@ export function fetchRelease(ref: string, paths: ServerPaths = SERVER): Step {
   return step(`fetch the app at ${ref}`, bash`${paths.libDir}/fetch-release.sh ${ref}`);
 }
 
-/** A consistent copy of the live database (`sqlite3 .backup`) in the aside dir; prints its path. */
+/** A consistent copy of the live database (`sqlite3 -readonly … .backup`) in the aside dir; prints its path. */
 export function snapshot(label: string, paths: ServerPaths = SERVER): Step {
   return step(
     "snapshot the database before migrating",
     join(
       source(paths),
       bash`out="$ASIDE_DIR/${raw(label.replace(/[^A-Za-z0-9._-]/g, "-"))}-$(date -u +%Y%m%dT%H%M%SZ).sqlite3"
-${asApp} sqlite3 -cmd '.timeout 10000' "$DB_FILE" ".backup '$out'"
+${readSqlite} -cmd '.timeout 10000' "$DB_FILE" ".backup '$out'"
 echo "kit: snapshot of $DB_FILE at $out ($(du -h "$out" | cut -f1))" >&2
 echo "$out"`,
     ),
@@ -157,7 +163,7 @@ echo "$out"`,
 export function schemaVersion(paths: ServerPaths = SERVER): Step {
   return step(
     "read the schema version",
-    join(source(paths), bash`${asApp} sqlite3 -readonly -cmd '.timeout 5000' "$DB_FILE" 'PRAGMA schema_version; PRAGMA user_version;' | paste -sd ' '`),
+    join(source(paths), bash`${readSqlite} -cmd '.timeout 5000' "$DB_FILE" 'PRAGMA schema_version; PRAGMA user_version;' | paste -sd ' '`),
     true,
   );
 }
@@ -288,7 +294,7 @@ gunzip -c "$newest" >"$out"`;
     fetch = bash`src=${from.path}
 [ -s "$src" ] || { echo "kit: $src does not exist or is empty" >&2; exit 4; }
 echo "kit: copying $src (sqlite3 .backup) into $out" >&2
-${asApp} sqlite3 -cmd '.timeout 10000' "$src" ".backup '$out'"`;
+${readSqlite} -cmd '.timeout 10000' "$src" ".backup '$out'"`;
   }
   return step(
     `restore ${describeSource(from)} into scratch`,
@@ -303,7 +309,7 @@ echo "scratch=$out"`,
       fetch,
       bash`chown -R "$APP_USER:$APP_USER" "$dir"
 echo "kit: checking the restored copy (PRAGMA integrity_check)" >&2
-echo "integrity=$(${asApp} sqlite3 -readonly "$out" 'PRAGMA integrity_check' 2>&1 | head -n 5 | tr '\\n' ' ' | sed 's/ $//')"
+echo "integrity=$(${readSqlite} "$out" 'PRAGMA integrity_check' 2>&1 | head -n 5 | tr '\\n' ' ' | sed 's/ $//')"
 counts "$out" | sed 's/^/count\\trestored\\t/'
 if [ -s "$DB_FILE" ]; then counts "$DB_FILE" | sed 's/^/count\\tlive\\t/'; fi`,
     ),

@@ -77,8 +77,8 @@ describe("deploy steps", () => {
     expect(steps.migrate("/srv/app/releases/x", "migrate").script.text).toBe("set -euo pipefail\n/usr/local/lib/kit/run-task.sh /srv/app/releases/x migrate");
   });
 
-  test("the pre-migration snapshot is sqlite3 .backup as the app user into the aside dir", () => {
-    expect(steps.snapshot("pre-deploy").script.text).toContain(`out="$ASIDE_DIR/pre-deploy-$(date -u +%Y%m%dT%H%M%SZ).sqlite3"\nrunuser -u "$APP_USER" -- sqlite3 -cmd '.timeout 10000' "$DB_FILE" ".backup '$out'"`);
+  test("the pre-migration snapshot is a read-only sqlite3 .backup as the app user into the aside dir", () => {
+    expect(steps.snapshot("pre-deploy").script.text).toContain(`out="$ASIDE_DIR/pre-deploy-$(date -u +%Y%m%dT%H%M%SZ).sqlite3"\nrunuser -u "$APP_USER" -- sqlite3 -readonly -cmd '.timeout 10000' "$DB_FILE" ".backup '$out'"`);
   });
 
   test("the schema version the deploy compares around the migration is read-only, as the app user", () => {

@@ -42,10 +42,11 @@ fi
 
 step 6 "running the migrate task ($APP_MIGRATE_TASK)"
 if [ -e "$DB_FILE" ]; then
-  # A restored database: keep a consistent copy from before the migration.
+  # A restored database: keep a consistent copy from before the migration. Read-only (no write or
+  # checkpoint by Debian's sqlite3, kit-sql.js says why) and as the app user (a read-only connection
+  # creates the -wal/-shm it does not find, and a root-owned -shm would lock the app out).
   snapshot="$ASIDE_DIR/pre-migrate-$(basename "$release").sqlite3"
-  sqlite3 "$DB_FILE" ".backup '$snapshot'"
-  chown "$APP_USER:$APP_USER" "$snapshot"
+  runuser -u "$APP_USER" -- sqlite3 -readonly -cmd '.timeout 10000' "$DB_FILE" ".backup '$snapshot'"
   echo "kit-bootstrap: pre-migration snapshot at $snapshot"
 fi
 "$lib/run-task.sh" "$release" "$APP_MIGRATE_TASK"

@@ -17,7 +17,10 @@ name="app-$stamp.sqlite3.gz"
 partial="$BACKUP_DIR/.partial-$stamp.sqlite3"
 trap 'rm -f "$partial" "$partial.gz"' EXIT
 
-sqlite3 "$DB_FILE" ".backup '$partial'"
+# Read-only: Debian's sqlite3 (3.40.1) has SQLite's WAL-reset bug, so it must not write to or checkpoint the
+# live file (kit-sql.js says why); a read-only connection does neither, also when it closes.
+sqlite3 -readonly -cmd '.timeout 10000' "$DB_FILE" ".backup '$partial'"
+# The copy is this script's own file (read-write: its close removes the -wal/-shm it made).
 check=$(sqlite3 "$partial" 'PRAGMA integrity_check;')
 if [ "$check" != "ok" ]; then
   echo "kit: fallback backup failed PRAGMA integrity_check: $check" >&2

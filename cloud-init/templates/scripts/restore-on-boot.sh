@@ -53,7 +53,7 @@ for attempt in $(seq 1 "$RESTORE_ATTEMPTS"); do
       echo "kit:   sudo bash -c '$with_keys litestream generations -config $LITESTREAM_CONFIG $DB_FILE'" >&2
       echo "kit: restore a point in time before the damage, and check it:" >&2
       echo "kit:   sudo bash -c '$with_keys litestream restore -config $LITESTREAM_CONFIG -timestamp 2006-01-02T15:04:05Z $DB_FILE && chown $APP_USER: $DB_FILE'" >&2
-      echo "kit:   sudo sqlite3 $DB_FILE 'PRAGMA integrity_check'" >&2
+      echo "kit:   sudo -u $APP_USER sqlite3 -readonly $DB_FILE 'PRAGMA integrity_check'" >&2
       echo "kit: then start the server on it:  $retry" >&2
       exit 1
     fi
