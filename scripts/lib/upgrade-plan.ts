@@ -114,7 +114,7 @@ export function describePlan(plan: UpgradePlan): string[] {
   const lines = [`${plan.stack}: what the upgrade would change`];
   for (const a of plan.artifacts) lines.push(`  ${describeArtifact(a)}`);
   if (plan.changedFiles.length) {
-    lines.push(`  ${plan.changedFiles.length} server file${plan.changedFiles.length === 1 ? "" : "s"} differ from the kit's:`);
+    lines.push(`  ${plan.changedFiles.length === 1 ? "1 server file differs" : `${plan.changedFiles.length} server files differ`} from the kit's:`);
     for (const path of plan.changedFiles) lines.push(`    ${path}`);
   } else {
     lines.push("  server files: all as the kit renders them");

@@ -115,7 +115,7 @@ export function saveFiles(filePaths: readonly string[]): Step {
 install -d -m 0700 "$dir/files"
 : >"$dir/absent"
 for f in ${[...filePaths]}; do
-  if [ -e "$f" ]; then cp -a --parents "$f" "$dir/files/"; else echo "$f" >>"$dir/absent"; fi
+  if [ -e "$f" ]; then install -d "$dir/files\${f%/*}" && cp -a "$f" "$dir/files$f"; else echo "$f" >>"$dir/absent"; fi
 done
 echo "kit: the server files as they were are in $dir/files" >&2
 echo "saved=$dir"`,
@@ -134,7 +134,7 @@ export function restoreFiles(saved: string, changed: readonly ServerFile[], path
       bash`dir=${saved}
 changed=()
 for f in ${changed.map((f) => f.path)}; do
-  if [ -e "$dir/files$f" ]; then cp -a "$dir/files$f" "$f"; echo "kit: put back $f" >&2
+  if [ -e "$dir/files$f" ]; then cp -a "$dir/files$f" "$f.kit-restore" && mv -f "$f.kit-restore" "$f"; echo "kit: put back $f" >&2
   elif grep -qxF "$f" "$dir/absent"; then install -d "$dir/added"; mv -f "$f" "$dir/added/$(basename "$f").added"; echo "kit: $f was new: moved to $dir/added" >&2
   fi
   changed+=("$f")
@@ -203,7 +203,11 @@ if ! out=$(apt-get update -q 2>&1); then
 fi
 before=$(dpkg-query -W -f '\${Package} \${Version}\\n' | sort)
 if ! command -v unattended-upgrade >/dev/null; then echo "kit: unattended-upgrade is not installed (the bootstrap installs it)" >&2; exit 1; fi
-unattended-upgrade -v >&2
+log=/var/log/unattended-upgrades/unattended-upgrades.log
+if ! unattended-upgrade; then
+  tail -n 20 "$log" >&2 || true
+  echo "kit: unattended-upgrade failed (its log: $log)" >&2; exit 1
+fi
 after=$(dpkg-query -W -f '\${Package} \${Version}\\n' | sort)
 upgraded=$(comm -13 <(echo "$before") <(echo "$after") | wc -l)
 if [ "$upgraded" = 0 ]; then echo "kit: OS updates: nothing to do (no security update pending)" >&2

@@ -57,7 +57,7 @@ describe("from → to", () => {
       "example-staging: what the upgrade would change",
       `  deno 2.9.5 → ${DENO.version}`,
       `  litestream ${LITESTREAM.version} (unchanged)`,
-      "  1 server file differ from the kit's:",
+      "  1 server file differs from the kit's:",
       `    ${LAYOUT.kitEnvFile}`,
       "  Litestream: not restarted (its binary does not change)",
       "  app: restarted blue/green on the other slot (deno changes)",
