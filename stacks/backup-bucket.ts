@@ -132,14 +132,23 @@ export class BackupBucket extends Construct {
    * is a new key, so Terraform replaces the object while a running server never reads it again.
    */
   uploadFirstBoot(bundle: FirstBootObject): S3Object {
-    return new S3Object(this, "FirstBootBundle", {
+    // Servers 2, 3, … (`servers` > 1) bring their own bundle (their volume's device is in it); one that is the same
+    // as one already uploaded (the same key: content-addressed) is that object, never a second resource on one key.
+    const uploaded = this.firstBootBundles.get(bundle.key);
+    if (uploaded) return uploaded;
+    const n = this.firstBootBundles.size + 1;
+    const object = new S3Object(this, n === 1 ? "FirstBootBundle" : `FirstBootBundle${n}`, {
       bucket: this.bucket.id,
       key: bundle.key,
       contentBase64: bundle.gzip.toString("base64"),
       contentType: "application/gzip",
       tags: { ...this.props.tags, Purpose: "first-boot" },
     });
+    this.firstBootBundles.set(bundle.key, object);
+    return object;
   }
+
+  private readonly firstBootBundles = new Map<string, S3Object>();
 
   private createBucket(): S3Bucket {
     return new S3Bucket(this, "Bucket", {

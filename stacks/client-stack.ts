@@ -9,7 +9,7 @@ import { renderFirstBoot, type RenderOverrides } from "../cloud-init/render.ts";
 import { BackupBucket } from "./backup-bucket.ts";
 import { digitalOcean } from "./server/digitalocean.ts";
 import { hetzner } from "./server/hetzner.ts";
-import type { ServerPlatform } from "./server/server-platform.ts";
+import type { ProvisionedServer, ServerPlatform } from "./server/server-platform.ts";
 
 /** From the directory where cdktf runs Terraform (cdktf.out/stacks/<stack>/) back to the repository's root. */
 export const LOCAL_STATE_FROM_STACK_DIR = "../../..";
@@ -64,7 +64,7 @@ export class ClientStack extends TerraformStack {
     const server = platform.create(this, {
       env,
       tags,
-      firstBoot: (volumeDevice) => {
+      firstBoot: (volumeDevice, _server) => {
         const { userData, bundle } = renderFirstBoot(
           env,
           {
@@ -84,6 +84,25 @@ export class ClientStack extends TerraformStack {
     });
 
     this.outputs(env, server.ipv4, server.ipv6, backups);
+    this.serverOutputs(server);
+  }
+
+  /** Every server's address, the load balancer's, and the managed database's connection (sensitive) and CA. */
+  private serverOutputs(server: ProvisionedServer): void {
+    new TerraformOutput(this, "server_ipv4s", {
+      value: [...server.ipv4s],
+      description: "Stable public IPv4 of every app server, the first first (ipv4 is the first); deploys go server by server in this order.",
+    });
+    if (server.loadBalancerIp) {
+      new TerraformOutput(this, "load_balancer_ip", { value: server.loadBalancerIp, description: "IPv4 of the load balancer in front of the servers (the domain's A record)." });
+    }
+    const database = server.database;
+    if (!database) return;
+    const output = (id: string, value: string, description: string, sensitive: boolean) => new TerraformOutput(this, id, { value, description, sensitive });
+    output("database_url", database.url, "The app's PostgreSQL URI (private host, TLS verified against database_ca_certificate): DATABASE_URL in /etc/kit/database.env.", true);
+    output("database_drill_url", database.drillUrl, "The app user's URI on the scratch database the drill restores the daily pg_dump into.", true);
+    output("database_admin_url", database.adminUrl, "The cluster admin's URI on the app database: only for the one-time grant on schema public (scripts/migrate-to-postgres.ts).", true);
+    output("database_ca_certificate", database.caCertificate, "PEM of the cluster's CA (/etc/kit/postgres-ca.crt, PGSSLROOTCERT).", false);
   }
 
   private configureState(agency: AgencySettings, env: ResolvedEnvironment): void {

@@ -98,3 +98,19 @@ describe("servers", () => {
     expect(problemsOf(hetzner({ servers: 1 }))).toEqual([]);
   });
 });
+
+describe("servers > 1 with a domain: the load balancer's certificate needs the zone on DigitalOcean", () => {
+  const postgres = { database: { engine: "postgres" }, servers: 2 };
+  test("a domain without digitalOceanZone: refused naming the fix; with the zone, or without a domain, it passes", () => {
+    expect(problemsOf(digitalocean({ ...postgres, domain: { name: "app.acme.example" } }))).toEqual([
+      at(
+        `servers: 2 servers sit behind a load balancer, which terminates TLS with a Let's Encrypt certificate DigitalOcean obtains through its own DNS, ` +
+          `so the domain "app.acme.example" needs domain.digitalOceanZone. Fix: move the domain's zone to DigitalOcean and set digitalOceanZone, ` +
+          `or servers: 1 (Caddy on the one server gets the certificate itself)`,
+      ),
+    ]);
+    expect(problemsOf(digitalocean({ ...postgres, domain: { name: "app.acme.example", digitalOceanZone: "acme.example" } }))).toEqual([]);
+    expect(problemsOf(digitalocean({ ...postgres, domain: undefined }))).toEqual([]);
+    expect(problemsOf(digitalocean({ database: { engine: "postgres" }, domain: { name: "app.acme.example" } }))).toEqual([]);
+  });
+});

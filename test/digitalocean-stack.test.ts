@@ -255,8 +255,9 @@ describe("example-prod (DigitalOcean)", () => {
     test("addresses, SSH user, bucket, region, replica path and key id; the secret only as sensitive", () => {
       const outputs = stack.json.output;
       expect(Object.keys(outputs).sort()).toEqual(
-        ["access_key_id", "access_keys", "app_port", "bucket", "ipv4", "ipv6", "region", "replica_path", "replica_url", "secret_access_key", "ssh_user", "volume_size_gib"].sort(),
+        ["access_key_id", "access_keys", "app_port", "bucket", "ipv4", "ipv6", "region", "replica_path", "replica_url", "secret_access_key", "server_ipv4s", "ssh_user", "volume_size_gib"].sort(),
       );
+      expect(outputs.server_ipv4s.value).toEqual([outputs.ipv4.value]);
       expect(outputs.secret_access_key.sensitive).toBe(true);
       expect(Object.entries(outputs).filter(([, o]: [string, any]) => o.sensitive).map(([k]) => k)).toEqual(["secret_access_key"]);
       expect(outputs.replica_path.value).toBe("prod/litestream");

@@ -171,8 +171,9 @@ describe("examplehz-prod (Hetzner Cloud)", () => {
       expect(outputs.ipv4.value).toMatch(/^\$\{hcloud_primary_ip\.[A-Za-z0-9_]+\.ip_address\}$/);
       expect(outputs.ipv6.value).toMatch(/^\$\{hcloud_server\.[A-Za-z0-9_]+\.ipv6_address\}$/);
       expect(Object.keys(outputs).sort()).toEqual(
-        ["access_key_id", "access_keys", "app_port", "bucket", "ipv4", "ipv6", "region", "replica_path", "replica_url", "secret_access_key", "ssh_user", "volume_size_gib"].sort(),
+        ["access_key_id", "access_keys", "app_port", "bucket", "ipv4", "ipv6", "region", "replica_path", "replica_url", "secret_access_key", "server_ipv4s", "ssh_user", "volume_size_gib"].sort(),
       );
+      expect(outputs.server_ipv4s.value).toEqual([outputs.ipv4.value]);
     });
   });
 

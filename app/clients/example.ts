@@ -45,7 +45,7 @@ const shared = {
   // The watcher checks the server every minute (docs/runbook.md, "An alert fired") and reports to a dead-man URL
   // and/or a webhook. The URLs are secrets: they come from TF_VAR_alert_dead_man_url / TF_VAR_alert_webhook_url.
   // alerts: { deadMan: false, webhook: false },
-  // SQLite on the server's volume, or a managed PostgreSQL cluster (DigitalOcean only; see
+  // SQLite on the server's volume, or a managed PostgreSQL cluster (DigitalOcean only; see app/clients/example-postgres.ts and
   // the runbook's "A client outgrew SQLite"): the smallest size, version pinned.
   // database: { engine: "sqlite", postgres: { size: "db-s-1vcpu-1gb", version: "17" } },
   // servers: 1,                    // more than one needs engine "postgres": behind a load balancer

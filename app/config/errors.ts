@@ -164,6 +164,10 @@ export const problem = {
     (provider
       ? `${provider} has no managed PostgreSQL. Fix: servers: 1, or move the environment to DigitalOcean with database: { engine: "postgres" }`
       : `Fix: servers: 1, or first move the environment to PostgreSQL (database: { engine: "postgres" }, then scripts/migrate-to-postgres.ts) and raise servers after`),
+  loadBalancerNeedsZone: (servers: number, name: string) =>
+    `${servers} servers sit behind a load balancer, which terminates TLS with a Let's Encrypt certificate DigitalOcean ` +
+    `obtains through its own DNS, so the domain ${show(name)} needs domain.digitalOceanZone. Fix: move the domain's zone to ` +
+    `DigitalOcean and set digitalOceanZone, or servers: 1 (Caddy on the one server gets the certificate itself)`,
   wrongProviderValue: (value: string, field: string, otherProvider: string, provider: string, allowed: readonly string[]) =>
     `${show(value)} is a ${otherProvider} ${field}, but this environment's provider is ${provider}; use one of ${list(allowed)}`,
 };

@@ -18,8 +18,8 @@ import type { ProviderName, SshKey } from "./types.ts";
 
 /** Environment variables the kit sets for the app itself. */
 const RESERVED_ENV = ["DATABASE_URL", "PORT", "HOST", "DENO_DIR", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
-/** Loopback ports the server already uses (Litestream metrics, Caddy admin). */
-const RESERVED_PORTS = [2019, 9090];
+/** Loopback ports the server already uses (Caddy admin, Caddy's upstream behind the deploy switch = LAYOUT.ports.upstream, Litestream metrics). */
+const RESERVED_PORTS = [2019, 7999, 9090];
 
 const ENV_VAR = /^[A-Z_][A-Z0-9_]*$/;
 const TASK = /^[A-Za-z0-9][A-Za-z0-9:_-]*$/;
@@ -178,7 +178,7 @@ const APP = {
    */
   port: field.defaulted(8000, (port, { check, path }) => {
     if (check.integer(path, port, 1024, 65000) && RESERVED_PORTS.some((p) => p === port || p === port + 1)) {
-      check.add(path, problem.reserved(String(port), `the server uses ${RESERVED_PORTS.join(" and ")} (and the deploy script needs port + 1); pick e.g. 8000`));
+      check.add(path, problem.reserved(String(port), `the server uses ${RESERVED_PORTS.join(", ")} (and the deploy script needs port + 1); pick e.g. 8000`));
     }
   }),
   /** Path that answers 200 when the app is healthy. */
@@ -536,6 +536,9 @@ export const ENVIRONMENT = {
   servers: field.defaulted(1, (value, { check, path, facts, siblings }) => {
     if (!check.integer(path, value, 1, MAX_SERVERS) || value === 1) return;
     const engine = (siblings.database as { engine?: unknown } | undefined)?.engine;
-    if (engine !== "postgres") check.add(path, problem.serversNeedPostgres(value as number, facts?.managedPostgres ? undefined : facts?.title));
+    if (engine !== "postgres") return check.add(path, problem.serversNeedPostgres(value as number, facts?.managedPostgres ? undefined : facts?.title));
+    // The load balancer terminates TLS with a certificate DigitalOcean obtains through its own DNS (stacks/load-balancer.ts).
+    const domain = siblings.domain as { name?: unknown; digitalOceanZone?: unknown } | undefined;
+    if (domain && typeof domain.name === "string" && domain.digitalOceanZone === undefined) check.add(path, problem.loadBalancerNeedsZone(value as number, domain.name));
   }),
 };

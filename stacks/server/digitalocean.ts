@@ -15,6 +15,8 @@ import { VolumeAttachment } from "@cdktf/provider-digitalocean/lib/volume-attach
 import { Token, TerraformVariable } from "cdktf";
 import { Construct } from "constructs";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { ManagedPostgres } from "../database.ts";
+import { AppLoadBalancer } from "../load-balancer.ts";
 import type { ProvisionedServer, ServerPlatform, ServerPlatformProps } from "./server-platform.ts";
 
 /** Where DigitalOcean exposes a volume inside the droplet (by its name). */
@@ -37,41 +39,84 @@ export const volumeDescription = (stackName: string) => `Data volume (SQLite dat
  * A droplet with a data volume, a cloud firewall, a reserved IP, optional DNS records and a project
  * grouping them. The DigitalOcean API token comes from DIGITALOCEAN_TOKEN at deploy time.
  *
+ * `servers` > 1 (PostgreSQL only): droplets 2, 3, … beside the first, each as the first (the firewall's tag from its
+ * creation, a volume of its own for the release directories, logs and the bootstrap's mount, a reserved IP), behind a
+ * load balancer (../load-balancer.ts). Their volumes hold no data of record (the database is the cluster), so they
+ * carry no `prevent_destroy`: `servers` can go down again. The first server's construct ids do not change with
+ * `servers`: going from 1 to 2 adds resources and replaces none.
+ *
  * Construct ids here are part of the public contract: renaming `DataVolume` replaces the volume (data loss).
  */
 export class DigitalOceanServer extends Construct implements ProvisionedServer {
   readonly ipv4: string;
   readonly ipv6: string;
+  readonly ipv4s: readonly string[];
+  readonly loadBalancerIp?: string;
+  /** The tag every app server of the environment carries from its creation (the firewall's, the load balancer's, the database's). */
+  readonly serverTag: string;
+  /** The environment's tags as DigitalOcean writes them. */
+  readonly tags: readonly string[];
   private readonly env: ResolvedEnvironment;
-
   private readonly props: ServerPlatformProps;
+  private readonly servers: readonly { droplet: Droplet; volume: Volume; address: ReservedIp }[];
+  private readonly loadBalancer?: AppLoadBalancer;
 
   constructor(scope: Construct, id: string, props: ServerPlatformProps) {
     super(scope, id);
     this.props = props;
     this.env = props.env;
     new DigitaloceanProvider(this, "Provider", {});
-    const volume = this.createVolume();
-    const firewall = this.createFirewall();
-    const droplet = this.createDroplet(volume, firewall);
-    const address = this.createReservedIp(droplet);
-    this.ipv4 = address.ipAddress;
-    this.ipv6 = droplet.ipv6Address;
+    this.tags = Object.entries(props.tags).map(([k, v]) => doTag(k, v));
+    const tag = new Tag(this, "FirewallTag", { name: doTag("firewall", this.env.names.server) });
+    this.serverTag = tag.name;
+    if (this.env.servers > 1) this.loadBalancer = new AppLoadBalancer(this, "LoadBalancer", { env: this.env, serverTag: tag.name });
+    const firewall = this.createFirewall(tag);
+    const sshKeys = this.env.sshKeys.map((key, i) => Token.asString(new DataDigitaloceanSshKey(this, `SshKey${i}`, { name: key.name }).id));
+    this.servers = Array.from({ length: this.env.servers }, (_, i) => this.createServer(i + 1, firewall, sshKeys));
+    const [first] = this.servers;
+    this.ipv4 = first.address.ipAddress;
+    this.ipv6 = first.droplet.ipv6Address;
+    this.ipv4s = this.servers.map((server) => server.address.ipAddress);
+    this.loadBalancerIp = this.loadBalancer?.resource.ip;
     this.createDnsRecords();
-    this.createProject([droplet.urn, volume.urn, address.urn]);
-    this.createAlerts(droplet, address);
+    this.createAlerts(this.servers.map((server) => server.droplet), first.address);
   }
 
-  private createVolume(): Volume {
-    return new Volume(this, "DataVolume", {
+  /**
+   * Groups the environment's resources in a DigitalOcean project; `extra`: URNs made beside the server (the database
+   * cluster). Called once, after them.
+   */
+  createProject(extra: readonly string[] = []): void {
+    const urns = this.servers.flatMap(({ droplet, volume, address }) => [droplet.urn, volume.urn, address.urn]);
+    new Project(this, "Project", {
+      name: this.env.names.server,
+      description: `${this.env.client} ${this.env.environment} (managed by the kit)`,
+      purpose: "Web Application",
+      environment: this.env.environment === "prod" ? "Production" : this.env.environment === "staging" ? "Staging" : "Development",
+      resources: [...urns, ...(this.loadBalancer ? [this.loadBalancer.resource.urn] : []), ...extra],
+    });
+  }
+
+  /** Server `n` (1 for the first): its construct ids and names carry the number from 2 on. */
+  private createServer(n: number, firewall: Firewall, sshKeys: string[]): { droplet: Droplet; volume: Volume; address: ReservedIp } {
+    const suffix = n === 1 ? "" : String(n);
+    const volumeName = n === 1 ? this.env.names.volume : `${this.env.names.volume}-${n}`;
+    const volume = this.createVolume(suffix, volumeName, n === 1 ? volumeDescription(this.env.stackName) : `Volume of ${this.env.stackName}, server ${n} (no data of record)`, n === 1);
+    const droplet = this.createDroplet(n, suffix, volume, volumeName, firewall, sshKeys);
+    const address = this.createReservedIp(suffix, droplet);
+    return { droplet, volume, address };
+  }
+
+  private createVolume(suffix: string, name: string, description: string, ofRecord: boolean): Volume {
+    return new Volume(this, `DataVolume${suffix}`, {
       // The name is the device name inside the droplet and derives only from stable ids: a contract.
-      name: this.env.names.volume,
+      name,
       region: this.env.region,
       size: this.env.volume.sizeGiB,
       initialFilesystemType: "ext4",
-      description: volumeDescription(this.env.stackName),
+      description,
       // name, region and initial_filesystem_type replace the volume too: each derives from stable ids or is constant.
-      lifecycle: { preventDestroy: true, ignoreChanges: ["description"] },
+      lifecycle: { preventDestroy: ofRecord, ignoreChanges: ["description"] },
     });
   }
 
@@ -80,13 +125,10 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
    * (depends_on), so the firewall covers it from its first second — also a replacement droplet. (A firewall
    * bound by `droplet_ids` applies only after the droplet exists: it would boot with SSH open to the world.)
    */
-  private createDroplet(volume: Volume, firewall: { readonly resource: Firewall; readonly tag: Tag }): Droplet {
-    const sshKeys = this.env.sshKeys.map(
-      (key, i) => new DataDigitaloceanSshKey(this, `SshKey${i}`, { name: key.name }).id,
-    );
-    const firstBoot = this.props.firstBoot(digitalOceanVolumeDevice(this.env.names.volume));
-    const droplet = new Droplet(this, "Droplet", {
-      name: this.env.names.server,
+  private createDroplet(n: number, suffix: string, volume: Volume, volumeName: string, firewall: Firewall, sshKeys: string[]): Droplet {
+    const firstBoot = this.props.firstBoot(digitalOceanVolumeDevice(volumeName), n);
+    const droplet = new Droplet(this, `Droplet${suffix}`, {
+      name: n === 1 ? this.env.names.server : `${this.env.names.server}-${n}`,
       region: this.env.region,
       size: this.env.size,
       image: this.env.image,
@@ -96,10 +138,10 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
       // A size change resizes CPU and RAM only: a grown disk could never shrink again, so the droplet could
       // never go back to a smaller size. The data lives on the volume.
       resizeDisk: false,
-      sshKeys: sshKeys.map((id) => Token.asString(id)),
-      tags: [...Object.entries(this.props.tags).map(([k, v]) => doTag(k, v)), firewall.tag.name],
+      sshKeys,
+      tags: [...this.tags, this.serverTag],
       userData: firstBoot.userData,
-      dependsOn: [firewall.resource, ...firstBoot.dependsOn],
+      dependsOn: [firewall, ...firstBoot.dependsOn],
       lifecycle: {
         // A change to any of these would replace the droplet (ForceNew). cloud-init only runs at first boot anyway;
         // later configuration, and the deploy user's keys (/etc/ssh/authorized_keys/deploy), are pushed over SSH
@@ -109,39 +151,42 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
         ignoreChanges: ["user_data", "ssh_keys", "image"],
       },
     });
-    new VolumeAttachment(this, "DataVolumeAttachment", {
+    new VolumeAttachment(this, `DataVolumeAttachment${suffix}`, {
       dropletId: Token.asNumber(droplet.id),
       volumeId: volume.id,
     });
     return droplet;
   }
 
-  /** The firewall and the per-stack tag that binds it: the tag exists before the droplet, which carries it. */
-  private createFirewall(): { resource: Firewall; tag: Tag } {
+  /**
+   * The firewall, bound by the per-stack tag (the tag exists before the droplets, which carry it). Web traffic: from
+   * anywhere to a single server; from the load balancer only, port 80 only, behind one (it terminates TLS).
+   */
+  private createFirewall(tag: Tag): Firewall {
     const anywhere = ["0.0.0.0/0", "::/0"];
-    const tag = new Tag(this, "FirewallTag", { name: doTag("firewall", this.env.names.server) });
-    const firewall = new Firewall(this, "Firewall", {
+    const web = this.loadBalancer
+      ? [{ protocol: "tcp", portRange: "80", sourceLoadBalancerUids: [this.loadBalancer.resource.id] }]
+      : [
+          { protocol: "tcp", portRange: "80", sourceAddresses: anywhere },
+          { protocol: "tcp", portRange: "443", sourceAddresses: anywhere },
+        ];
+    return new Firewall(this, "Firewall", {
       name: this.env.names.server,
       tags: [tag.name],
-      // Stateful and default-deny: nothing inbound but these three ports.
-      inboundRule: [
-        { protocol: "tcp", portRange: "22", sourceAddresses: [...this.env.sshAllowedCidrs] },
-        { protocol: "tcp", portRange: "80", sourceAddresses: anywhere },
-        { protocol: "tcp", portRange: "443", sourceAddresses: anywhere },
-      ],
-      // Outbound: packages, git, S3, ACME (Let's Encrypt), DNS, NTP.
+      // Stateful and default-deny: nothing inbound but SSH and the web ports.
+      inboundRule: [{ protocol: "tcp", portRange: "22", sourceAddresses: [...this.env.sshAllowedCidrs] }, ...web],
+      // Outbound: packages, git, S3, ACME (Let's Encrypt), DNS, NTP, the managed database.
       outboundRule: [
         { protocol: "tcp", portRange: "1-65535", destinationAddresses: anywhere },
         { protocol: "udp", portRange: "1-65535", destinationAddresses: anywhere },
         { protocol: "icmp", destinationAddresses: anywhere },
       ],
     });
-    return { resource: firewall, tag };
   }
 
-  private createReservedIp(droplet: Droplet): ReservedIp {
-    const address = new ReservedIp(this, "ReservedIp", { region: this.env.region });
-    new ReservedIpAssignment(this, "ReservedIpAssignment", {
+  private createReservedIp(suffix: string, droplet: Droplet): ReservedIp {
+    const address = new ReservedIp(this, `ReservedIp${suffix}`, { region: this.env.region });
+    new ReservedIpAssignment(this, `ReservedIpAssignment${suffix}`, {
       ipAddress: address.ipAddress,
       dropletId: Token.asNumber(droplet.id),
     });
@@ -153,8 +198,9 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     if (!domain?.digitalOceanZone) return;
     const zone = domain.digitalOceanZone;
     const name = domain.name === zone ? "@" : domain.name.slice(0, -(zone.length + 1));
-    new DnsRecord(this, "DnsA", { domain: zone, type: "A", name, value: this.ipv4, ttl: 300 });
-    new DnsRecord(this, "DnsAAAA", { domain: zone, type: "AAAA", name, value: this.ipv6, ttl: 300 });
+    // Behind a load balancer the name is the balancer's, IPv4 only (provider 2.71 exports no IPv6 of a load balancer).
+    new DnsRecord(this, "DnsA", { domain: zone, type: "A", name, value: this.loadBalancerIp ?? this.ipv4, ttl: 300 });
+    if (!this.loadBalancerIp) new DnsRecord(this, "DnsAAAA", { domain: zone, type: "AAAA", name, value: this.ipv6, ttl: 300 });
   }
 
   /**
@@ -163,11 +209,11 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
    * from outside, so it also notices what the server cannot report: the droplet down, its network, DNS, the
    * certificate. Nothing is created without a recipient (alerts.emails / alerts.slackChannel).
    */
-  private createAlerts(droplet: Droplet, address: ReservedIp): void {
+  private createAlerts(droplets: readonly Droplet[], address: ReservedIp): void {
     const recipients = this.alertRecipients();
     if (!recipients) return;
     const stack = this.env.stackName;
-    const entities = [droplet.id];
+    const entities = droplets.map((droplet) => droplet.id);
     for (const metric of DROPLET_ALERTS) {
       new MonitorAlert(this, metric.id, {
         type: metric.type,
@@ -182,13 +228,13 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     }
 
     // With a domain, the URL users reach (and Caddy's certificate); without one, Caddy serves plain HTTP on the
-    // reserved IP, which the firewall opens to the world: the check probes that.
+    // reserved IP, which the firewall opens to the world (behind a load balancer: on the balancer's): the check probes that.
     const domain = this.env.domain?.name;
     const scheme = domain ? "https" : "http";
     const check = new UptimeCheck(this, "UptimeCheck", {
       name: `${stack} health`,
       type: scheme,
-      target: `${scheme}://${domain ?? address.ipAddress}${this.env.app.healthPath}`,
+      target: `${scheme}://${domain ?? this.loadBalancerIp ?? address.ipAddress}${this.env.app.healthPath}`,
       regions: UPTIME_REGIONS,
       enabled: true,
     });
@@ -233,16 +279,6 @@ export class DigitalOceanServer extends Construct implements ProvisionedServer {
     }
     return recipients;
   }
-
-  private createProject(resources: string[]): void {
-    new Project(this, "Project", {
-      name: this.env.names.server,
-      description: `${this.env.client} ${this.env.environment} (managed by the kit)`,
-      purpose: "Web Application",
-      environment: this.env.environment === "prod" ? "Production" : this.env.environment === "staging" ? "Staging" : "Development",
-      resources,
-    });
-  }
 }
 
 /** The sensitive variable holding the Slack webhook URL of alerts.slackChannel. */
@@ -264,5 +300,16 @@ const DROPLET_ALERTS = [
 const UPTIME_REGIONS = ["us_east", "us_west", "eu_west", "se_asia"];
 
 export const digitalOcean: ServerPlatform = {
-  create: (scope, props) => new DigitalOceanServer(scope, "Server", props),
+  create: (scope, props) => {
+    const server = new DigitalOceanServer(scope, "Server", props);
+    const database = props.env.database.engine === "postgres" ? new ManagedPostgres(scope, "Database", { env: props.env, tags: server.tags, serverTag: server.serverTag }) : undefined;
+    server.createProject(database ? [database.cluster.urn] : []);
+    return {
+      ipv4: server.ipv4,
+      ipv6: server.ipv6,
+      ipv4s: server.ipv4s,
+      loadBalancerIp: server.loadBalancerIp,
+      database: database && { url: database.url, drillUrl: database.drillUrl, adminUrl: database.adminUrl, caCertificate: database.caCertificate },
+    };
+  },
 };

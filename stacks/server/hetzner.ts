@@ -31,6 +31,8 @@ export function hetznerVolumeDevice(volumeId: string): string {
 export class HetznerServer extends Construct implements ProvisionedServer {
   readonly ipv4: string;
   readonly ipv6: string;
+  /** One server: validation refuses `servers` > 1 on Hetzner (no managed PostgreSQL for more than one to share). */
+  readonly ipv4s: readonly string[];
   private readonly env: ResolvedEnvironment;
   /** Hetzner labels; the kit's tags are already valid label keys and values (letters, digits, `-`). */
   private readonly labels: Readonly<Record<string, string>>;
@@ -51,6 +53,7 @@ export class HetznerServer extends Construct implements ProvisionedServer {
     this.ipv4 = addresses.ipv4.ipAddress;
     // The server's `…::1` in the primary IPv6 /64: as stable as the /64 itself.
     this.ipv6 = server.ipv6Address;
+    this.ipv4s = [this.ipv4];
     this.createDnsRecords();
   }
 
@@ -103,7 +106,7 @@ export class HetznerServer extends Construct implements ProvisionedServer {
   }
 
   private createServer(volume: Volume, firewall: Firewall, addresses: { ipv4: PrimaryIp; ipv6: PrimaryIp }): Server {
-    const firstBoot = this.props.firstBoot(hetznerVolumeDevice(volume.id));
+    const firstBoot = this.props.firstBoot(hetznerVolumeDevice(volume.id), 1);
     return new Server(this, "Server", {
       name: this.env.names.server,
       serverType: this.env.size,
