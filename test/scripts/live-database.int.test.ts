@@ -181,3 +181,22 @@ test("as text: every sqlite3 call in the server scripts and the steps opens its 
   expect(found.length).toBeGreaterThanOrEqual(8);
   expect(bad).toEqual([]);
 });
+
+test("as text: no script's TypeScript (scripts/, scripts/lib/) builds a read-write sqlite3 on the live database ($DB_FILE)", () => {
+  const dirs = ["scripts", "scripts/lib"];
+  const onLive: string[] = [];
+  const bad: string[] = [];
+  for (const d of dirs) {
+    for (const f of readdirSync(join(REPO_ROOT, d)).filter((f) => f.endsWith(".ts"))) {
+      for (const line of readFileSync(join(REPO_ROOT, d, f), "utf8").split("\n")) {
+        if (/^\s*(\/\/|\*|\/\*)/.test(line) || !/sqlite3 [-"$]/.test(line) || !line.includes("DB_FILE")) continue;
+        onLive.push(`${d}/${f}: ${line.trim()}`);
+        for (const m of line.matchAll(/sqlite3 ((?:-\S+(?: '[^']*')? )*)/g)) if (!m[1].includes("-readonly")) bad.push(`${d}/${f}: ${line.trim()}`);
+      }
+    }
+  }
+  console.log(`${onLive.length} sqlite3 calls on $DB_FILE in the scripts' TypeScript:\n  ${onLive.join("\n  ")}`);
+  // migrate-steps' reads at least; server-steps' calls go through readSqlite, read rendered by the test above.
+  expect(onLive.length).toBeGreaterThanOrEqual(1);
+  expect(bad).toEqual([]);
+});
