@@ -11,8 +11,11 @@ export type Effect =
   | { readonly kind: "daemon-reload" }
   /** The unit rereads its configuration without a restart; `check` must pass first (a bad file never loads). */
   | { readonly kind: "reload"; readonly unit: string; readonly check?: string }
-  /** The unit restarts (first boot only: a package's service started on its default file). */
-  | { readonly kind: "restart"; readonly unit: string }
+  /**
+   * The unit restarts: at first boot a package's service started on its default file; on a push a oneshot that
+   * loads its file (the deploy switch). `check` must pass first, as for a reload.
+   */
+  | { readonly kind: "restart"; readonly unit: string; readonly check?: string }
   /** The unit restarts when it is running (Litestream flushes its WAL on SIGTERM: nothing is lost). */
   | { readonly kind: "try-restart"; readonly unit: string }
   /** The app reads it when it starts: the next deploy applies it (deploy.ts says so). */
@@ -24,6 +27,7 @@ export const daemonReload: Effect = { kind: "daemon-reload" };
 export const appStart: Effect = { kind: "app-start" };
 export const none = (why: string): Effect => ({ kind: "none", why });
 export const reload = (unit: string, check?: string): Effect => ({ kind: "reload", unit, ...(check ? { check } : {}) });
+export const restart = (unit: string, check?: string): Effect => ({ kind: "restart", unit, ...(check ? { check } : {}) });
 export const tryRestart = (unit: string): Effect => ({ kind: "try-restart", unit });
 
 /** How a systemd unit the kit ships comes to run. */
@@ -45,7 +49,7 @@ export function effectCommand(effect: Effect): string {
     case "reload":
       return `${effect.check ? `${effect.check} && ` : ""}systemctl reload ${effect.unit}`;
     case "restart":
-      return `systemctl restart ${effect.unit}`;
+      return `${effect.check ? `${effect.check} && ` : ""}systemctl restart ${effect.unit}`;
     case "try-restart":
       return `systemctl try-restart ${effect.unit}`;
     case "app-start":

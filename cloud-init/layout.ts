@@ -68,6 +68,13 @@ export const LAYOUT = {
   authorizedKeysDir: "/etc/ssh/authorized_keys",
   litestreamConfig: "/etc/litestream.yml",
   caddyfile: "/etc/caddy/Caddyfile",
+  /**
+   * The deploy switch: an nftables ruleset (table `ip kit_upstream`) that sends Caddy's connections to the
+   * stable 127.0.0.1:<ports.upstream> on to the active slot. scripts/deploy.ts rewrites it and loads it (one
+   * atomic `nft -f`) after the new slot's health check passed; kit-upstream.service loads it at boot. Its
+   * `dnat to 127.0.0.1:<port>` line is the record of which slot is active.
+   */
+  upstreamRules: "/etc/kit/upstream.nft",
   /** The maintenance page (503 + Retry-After on every path), loaded by scripts/migrate-to-postgres.ts through Caddy's admin API. */
   maintenanceCaddyfile: "/etc/caddy/maintenance.Caddyfile",
   /** sshd hardening (keys only, no root); sorts before cloud-init's 50-cloud-init.conf, and sshd keeps the first value. */
@@ -144,12 +151,19 @@ export const LAYOUT = {
     aptUpgrade: "apt-daily-upgrade.service",
     /** Debian's services that read the kit's files. */
     caddy: "caddy.service",
+    /** Loads the deploy switch (upstreamRules) at boot, before Caddy; a oneshot that stays active. */
+    upstream: "kit-upstream.service",
     ssh: "ssh.service",
   },
 
   ports: {
     /** Litestream's Prometheus metrics (loopback only). */
     litestreamMetrics: 9090,
+    /**
+     * Caddy proxies here, always (its configuration never changes on a deploy, so it is never reloaded for
+     * one): the kernel forwards each new connection to the active slot (upstreamRules). Loopback only.
+     */
+    upstream: 7999,
     http: 80,
     https: 443,
   },

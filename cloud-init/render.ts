@@ -7,8 +7,11 @@ import { renderTemplate, type TemplateValue } from "./template.ts";
 
 export type { RenderOverrides, ServerValues } from "./server-files.ts";
 
-/** Debian packages the bootstrap needs beyond the cloud image (DigitalOcean's and Hetzner's Debian 13 and 12: the same names on both). */
-export const PACKAGES = ["caddy", "git", "sqlite3", "curl", "ca-certificates", "unattended-upgrades", "tar", "gzip"];
+/**
+ * Debian packages the bootstrap needs beyond the cloud image (DigitalOcean's and Hetzner's Debian 13 and 12: the
+ * same names on both). nftables is the deploy switch's (LAYOUT.upstreamRules): a no-op where the image has it.
+ */
+export const PACKAGES = ["caddy", "git", "sqlite3", "curl", "ca-certificates", "unattended-upgrades", "tar", "gzip", "nftables"];
 
 export interface RenderOptions {
   /**

@@ -1,7 +1,7 @@
 import type { ResolvedEnvironment } from "../app/config/types.ts";
 import { durationSeconds } from "../app/config/validate.ts";
 import { type Artifact, DENO, LITESTREAM } from "./artifacts.ts";
-import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, tryRestart } from "./effects.ts";
+import { type Activation, appStart, daemonReload, DIRECTORIES, directoryCommands, type Effect, effectCommand, none, reload, restart, tryRestart } from "./effects.ts";
 import { APP_TABLES_QUERY, LAYOUT } from "./layout.ts";
 import { envQuote, flattenValues, renderTemplate, type TemplateValue } from "./template.ts";
 import { WATCH_CHECKS } from "./watch-verdict.ts";
@@ -25,7 +25,10 @@ export interface ServerValues {
   readonly gitDeployKey?: string;
   /** The watcher's alert URLs, for those `alerts` says are configured (secrets: Terraform variables in a stack). */
   readonly alertUrls?: { readonly deadMan?: string; readonly webhook?: string };
-  /** Port of the slot Caddy proxies to (scripts/deploy.ts switches it between `app.port` and `port + 1`). @default app.port */
+  /**
+   * Port of the active slot, where the deploy switch (LAYOUT.upstreamRules) sends Caddy's connections
+   * (scripts/deploy.ts switches it between `app.port` and `port + 1`). @default app.port
+   */
   readonly activePort?: number;
 }
 
@@ -140,6 +143,8 @@ export const UNITS: Readonly<Record<string, Activation>> = {
   [LAYOUT.units.watchTimer]: { by: "enabled-now" },
   [LAYOUT.units.maintenanceReboot]: { by: "timer", timer: LAYOUT.units.maintenanceRebootTimer },
   [LAYOUT.units.maintenanceRebootTimer]: { by: "enabled-now" },
+  // A oneshot that stays active: enabled and started (it loads the deploy switch) like the timers.
+  [LAYOUT.units.upstream]: { by: "enabled-now" },
 };
 
 /**
@@ -165,6 +170,14 @@ const declare = (path: string, source: FileDeclaration["source"], onChange: read
 });
 const sshdReload = reload(LAYOUT.units.ssh, "sshd -t");
 const litestreamRestart = tryRestart(LAYOUT.units.litestream);
+/**
+ * The deploy switch's rules load in one transaction (a bad file changes nothing); a server bootstrapped before
+ * the switch existed gets Debian's nftables package first (the first boot installs it with the others).
+ */
+const upstreamLoad = restart(
+  LAYOUT.units.upstream,
+  `{ command -v nft >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o DPkg::Lock::Timeout=300 nftables >&2; } && nft -c -f ${LAYOUT.upstreamRules}`,
+);
 
 /**
  * Every file the kit puts on a server, each declared once: path, content, mode, secrecy and what it needs
@@ -178,6 +191,8 @@ export const SERVER_FILES: readonly FileDeclaration[] = [
   declare(LAYOUT.s3CredentialsFile, { built: "s3Credentials" }, [litestreamRestart], { mode: "0600", secret: true }),
   declare(LAYOUT.appSecretsFile, { built: "appSecrets" }, [appStart], { mode: "0600", secret: true }),
   declare(LAYOUT.litestreamConfig, { template: "config/litestream.yml" }, [litestreamRestart]),
+  // Before the Caddyfile: a push loads the switch before Caddy reloads onto its stable port (a server older than the switch).
+  declare(LAYOUT.upstreamRules, { template: "config/upstream.nft" }, [upstreamLoad]),
   // Caddy's package starts Caddy on its default file before the bootstrap: the first boot restarts it on ours.
   declare(LAYOUT.caddyfile, { template: "config/Caddyfile" }, [reload(LAYOUT.units.caddy)], { atFirstBoot: [{ kind: "restart", unit: LAYOUT.units.caddy }] }),
   declare(`${LAYOUT.authorizedKeysDir}/${LAYOUT.users.deploy}`, { built: "authorizedKeys" }, [none("sshd reads it at every login")], { early: true }),
@@ -265,8 +280,11 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     appRepo: overrides.repoUrl ?? env.app.repo,
     appRef: env.app.ref,
     appPort: env.app.port,
-    /** The slot Caddy proxies to. */
+    /** The active slot, where the deploy switch sends Caddy's connections to upstreamPort. */
     activePort: server.activePort ?? env.app.port,
+    upstreamPort: LAYOUT.ports.upstream,
+    upstreamRules: LAYOUT.upstreamRules,
+    upstreamUnit: LAYOUT.units.upstream,
     healthPath: env.app.healthPath,
     migrateTask: env.app.tasks.migrate,
     startTask: env.app.tasks.start,

@@ -190,7 +190,10 @@ describe("user data of example-prod", () => {
     // Written by the bundle in runcmd, after Caddy's package is installed.
     expect(written(LAYOUT.caddyfile)).toMatchObject({ via: "bundle" });
     expect(written(LAYOUT.caddyfile).content).toMatch(/^app\.example-client\.com \{$/m);
-    expect(written(LAYOUT.caddyfile).content).toContain("reverse_proxy 127.0.0.1:8000");
+    expect(written(LAYOUT.caddyfile).content).toContain(`reverse_proxy 127.0.0.1:${LAYOUT.ports.upstream} {`);
+    // The deploy switch sends that port on to the slot the bootstrap starts (kit-upstream.service loads it, before Caddy).
+    expect(written(LAYOUT.upstreamRules)).toMatchObject({ via: "bundle" });
+    expect(written(LAYOUT.upstreamRules).content).toContain(`tcp dport ${LAYOUT.ports.upstream} dnat to 127.0.0.1:8000\n`);
     expect(landedFiles(firstBoot("example-staging")).get(LAYOUT.caddyfile)?.content).toMatch(/^:80 \{$/m);
   });
 
@@ -294,8 +297,9 @@ describe("server scripts", () => {
   });
 
   test("a template placeholder without a value is an error, not an empty setting", () => {
-    expect(() => renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, healthPath: "/healthz", lbDrainFile: LAYOUT.lbDrainFile })).toThrow("template config/Caddyfile: no value for {{activePort}}");
-    expect(renderTemplate("config/Caddyfile", { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, healthPath: "/healthz", lbDrainFile: LAYOUT.lbDrainFile, activePort: 8000 })).toContain("127.0.0.1:8000");
+    const values = { siteAddress: ":80", caddyfile: LAYOUT.caddyfile, healthPath: "/healthz", lbDrainFile: LAYOUT.lbDrainFile, upstreamRules: LAYOUT.upstreamRules };
+    expect(() => renderTemplate("config/Caddyfile", values)).toThrow("template config/Caddyfile: no value for {{upstreamPort}}");
+    expect(renderTemplate("config/Caddyfile", { ...values, upstreamPort: 7999 })).toContain("127.0.0.1:7999");
   });
 });
 

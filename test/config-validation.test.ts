@@ -84,6 +84,7 @@ describe("client validation", () => {
     ["repo", { repo: "ftp://example.com/app" }, 'environments.prod.app.repo: "ftp://example.com/app" must be a git URL over https or ssh'],
     ["ref", { ref: "--upload-pack=x" }, 'environments.prod.app.ref: "--upload-pack=x" must be a branch, tag or commit'],
     ["port reserved", { port: 9089 }, "environments.prod.app.port: \"9089\" is reserved"],
+    ["port + 1 is the deploy switch's", { port: 7998 }, "environments.prod.app.port: \"7998\" is reserved: the server uses 2019, 7999, 9090"],
     ["port range", { port: 80 }, "environments.prod.app.port: 80 must be a whole number from 1024 to 65000"],
     ["health path", { healthPath: "healthz" }, 'environments.prod.app.healthPath: "healthz" must be a URL path starting with /'],
     ["env name", { env: { "log-level": "x" } }, 'environments.prod.app.env.log-level: "log-level" is not an environment variable name'],

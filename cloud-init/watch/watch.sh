@@ -205,7 +205,9 @@ if [ "$reboot" = true ]; then ck updates warn "reboot required"
 elif [ "$sec_since" != 0 ] && [ $((now - sec_since)) -gt 172800 ]; then ck updates warn "$updates security updates pending for 2 days"
 else ck updates ok "$updates security updates pending"; fi
 IFS='|' read -r deno_v ls_v <"$dir/versions"
-release='' && caddy=$(<{{caddyfile}}) && [[ $caddy =~ 127\.0\.0\.1:([0-9]+) ]] && release=$(readlink "$SLOTS_DIR/${BASH_REMATCH[1]}")
+# The active slot: the deploy switch's dnat line (a server older than the switch: the Caddyfile's upstream).
+release='' && sw=$(cat {{upstreamRules}} {{caddyfile}} 2>/dev/null || true) &&
+  [[ $sw =~ (dnat\ to|reverse_proxy)\ 127\.0\.0\.1:([0-9]+) ]] && release=$(readlink "$SLOTS_DIR/${BASH_REMATCH[2]}")
 
 # The verdict: the worst of the checks.
 state=ok failing=() checks='' text=''

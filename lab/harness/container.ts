@@ -360,6 +360,9 @@ export class Machine {
       "--console=read-only",
       // A droplet's root may grow a mounted ext4 (resize2fs online needs it; nspawn drops it by default).
       "--capability=CAP_SYS_RESOURCE",
+      // A droplet's root may load nftables rules (the deploy switch, /etc/kit/upstream.nft): nspawn drops
+      // CAP_NET_ADMIN with --network-namespace-path; the namespace is the machine's own, so it changes only that.
+      "--capability=CAP_NET_ADMIN",
       ...(this.options.volumes ?? []).map((volume) => `--bind=${volume.device}:${volume.byIdPath}`),
     ];
   }

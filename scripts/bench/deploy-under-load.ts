@@ -10,9 +10,10 @@
  *     [deploy.ts's host flags: --host, --port, --identity, --known-hosts, --outputs, --render-overrides]
  *     against a server you have (only loopback URLs unless --allow-remote).
  *
- * The load is bounded: `--concurrency` clients sending GET requests back to back (5 s timeout each; keep-alive
- * connections, new connections per request, or both: --keep-alive yes|no|both) that stop when the deploy
- * ends, and never run longer than --max-seconds (default 300).
+ * The load is bounded: `--concurrency` clients sending requests back to back (5 s timeout each; keep-alive
+ * connections, new connections per request, or both: --keep-alive yes|no|both; `GET /rows/count`, `POST /rows`
+ * or both: --method get|post|both) that stop when the deploy ends, and never run longer than --max-seconds
+ * (default 300). Each POST adds a row: the rows the database gained must be the ones acknowledged (201).
  */
 import { writeFileSync } from "node:fs";
 import { Agent, request } from "node:http";
@@ -33,19 +34,28 @@ interface Load {
 export interface BenchResult {
   readonly url: string;
   readonly keepAlive: boolean;
+  readonly method: Method;
   readonly deploySeconds: number;
   readonly deployFailed: boolean;
   readonly requests: number;
   readonly failedRequests: number;
   readonly failures: Record<string, number>;
   readonly maxLatencyMs: number;
+  /** Requests per second over the whole load (2 s before the deploy, the deploy, 2 s after). */
+  readonly requestsPerSecond: number;
+  /** POST only: rows acknowledged (201) and rows the database gained meanwhile (GET /rows/count before and after). */
+  readonly rows?: { readonly acknowledged: number; readonly added: number };
   readonly error?: string;
 }
 
-/** One GET with node:http (5 s timeout): resolves with the status, rejects with the socket error. */
-function get(url: string, agent: Agent): Promise<number> {
+type Method = "GET" | "POST";
+/** What each method loads: a read, or a write of one row. */
+const PATHS: Record<Method, string> = { GET: "/rows/count", POST: "/rows" };
+
+/** One request with node:http (5 s timeout): resolves with the status, rejects with the socket error. */
+function send(url: string, agent: Agent, method: Method = "GET"): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { agent, timeout: 5000 }, (res) => {
+    const req = request(url, { agent, method, timeout: 5000 }, (res) => {
       res.resume();
       res.on("end", () => resolve(res.statusCode ?? 0));
       res.on("error", reject);
@@ -57,13 +67,13 @@ function get(url: string, agent: Agent): Promise<number> {
 }
 
 /** One client: requests back to back; `keepAlive` reuses its connection (as a browser does), else one per request. */
-async function loop(url: string, until: () => boolean, load: Load, keepAlive: boolean): Promise<void> {
+async function loop(url: string, until: () => boolean, load: Load, keepAlive: boolean, method: Method): Promise<void> {
   const agent = new Agent({ keepAlive, maxSockets: 1 });
   try {
     while (!until()) {
       const t = Date.now();
       try {
-        const status = await get(url, agent);
+        const status = await send(url, agent, method);
         if (status >= 200 && status < 400) load.ok++;
         else {
           load.failed++;
@@ -81,14 +91,25 @@ async function loop(url: string, until: () => boolean, load: Load, keepAlive: bo
   }
 }
 
-/** One deploy under load: 2 s of load before, the deploy, 2 s after. */
-export async function deployUnderLoad(o: { target: Target; url: string; concurrency: number; ref?: string; maxSeconds: number; keepAlive: boolean }): Promise<BenchResult> {
+/** The site's row count (GET /rows/count on the same origin), on a connection of its own. */
+async function rowCount(url: string): Promise<number> {
+  const res = await fetch(new URL(PATHS.GET, url), { headers: { connection: "close" } });
+  if (!res.ok) throw new OpsError(`GET ${PATHS.GET} answered ${res.status}`, "is the site up?");
+  return ((await res.json()) as { count: number }).count;
+}
+
+/** One deploy under load: 2 s of load before, the deploy, 2 s after. `url` is the site's origin. */
+export async function deployUnderLoad(o: { target: Target; url: string; concurrency: number; ref?: string; maxSeconds: number; keepAlive: boolean; method?: Method }): Promise<BenchResult> {
+  const method = o.method ?? "GET";
+  const url = new URL(PATHS[method], o.url).href;
   const runner = new SshRunner(o.target.ssh, o.target.sshSettings);
   const load: Load = { ok: 0, failed: 0, statuses: {}, maxLatencyMs: 0 };
   const deadline = Date.now() + 1000 * o.maxSeconds;
+  const rowsBefore = method === "POST" ? await rowCount(o.url) : 0;
+  const loadStarted = Date.now();
   let done = false;
   const stop = () => done || Date.now() > deadline;
-  const loops = Array.from({ length: o.concurrency }, () => loop(o.url, stop, load, o.keepAlive));
+  const loops = Array.from({ length: o.concurrency }, () => loop(url, stop, load, o.keepAlive, method));
   await new Promise((r) => setTimeout(r, 2000)); // steady state before the deploy starts
   let seconds = 0;
   let error: unknown;
@@ -102,26 +123,32 @@ export async function deployUnderLoad(o: { target: Target; url: string; concurre
     await Promise.all(loops);
     await runner.close();
   }
+  const loadSeconds = (Date.now() - loadStarted) / 1000;
+  const rows = method === "POST" ? { acknowledged: load.ok, added: (await rowCount(o.url)) - rowsBefore } : undefined;
   return {
-    url: o.url,
+    url,
     keepAlive: o.keepAlive,
+    method,
     deploySeconds: seconds,
     deployFailed: Boolean(error),
     requests: load.ok + load.failed,
     failedRequests: load.failed,
     failures: load.statuses,
     maxLatencyMs: load.maxLatencyMs,
+    requestsPerSecond: Math.round((load.ok + load.failed) / loadSeconds),
+    rows,
     error: error ? (error as Error).message : undefined,
   };
 }
 
+const shapeOf = (r: BenchResult) => `${r.method} ${r.keepAlive ? "keep-alive" : "new connection"}`;
 const median = (xs: readonly number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? 0 : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
 /** Builds a lab, boots the example client's server in it, and deploys `deploys` new commits under load. */
-async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds: number; keepAlive: readonly boolean[] }): Promise<BenchResult[]> {
+async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds: number; keepAlive: readonly boolean[]; methods: readonly Method[] }): Promise<BenchResult[]> {
   const kit = await import("../../lab/kit-lab.ts");
   const { FIXTURE_APP_DIR } = await import("../../lab/harness/index.ts");
   const { readFileSync } = await import("node:fs");
@@ -144,13 +171,15 @@ async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds:
     process.env.TF_VAR_secret_SESSION_SECRET ??= "e2e-session_secret";
     const mainTs = readFileSync(join(FIXTURE_APP_DIR, "main.ts"), "utf8");
     const results: BenchResult[] = [];
-    const plan = o.keepAlive.flatMap((keepAlive) => Array.from({ length: o.deploys }, () => keepAlive));
-    for (const [n, keepAlive] of plan.entries()) {
+    const shapes = o.methods.flatMap((method) => o.keepAlive.map((keepAlive) => ({ method, keepAlive })));
+    const plan = shapes.flatMap((shape) => Array.from({ length: o.deploys }, () => shape));
+    for (const [n, { keepAlive, method }] of plan.entries()) {
       const i = n + 1;
       const ref = await lab.repo.commit({ "main.ts": mainTs.replace("json({ ok: true })", `json({ ok: true, version: "bench-${i}" })`) }, `bench ${i}`);
-      say(`\n── deploy ${i}/${plan.length} of ${ref.slice(0, 12)} under ${o.concurrency} concurrent GET /rows/count loops (${keepAlive ? "keep-alive" : "Connection: close"})`);
-      const result = await deployUnderLoad({ target, url: `http://${server.machine.address}/rows/count`, concurrency: o.concurrency, ref, maxSeconds: o.maxSeconds, keepAlive });
-      say(`deploy ${result.deployFailed ? `FAILED (${result.error})` : "ok"} in ${result.deploySeconds.toFixed(1)} s; ${result.requests} requests, ${result.failedRequests} failed`);
+      say(`\n── deploy ${i}/${plan.length} of ${ref.slice(0, 12)} under ${o.concurrency} concurrent ${method} ${PATHS[method]} loops (${keepAlive ? "keep-alive" : "Connection: close"})`);
+      const result = await deployUnderLoad({ target, url: `http://${server.machine.address}/`, concurrency: o.concurrency, ref, maxSeconds: o.maxSeconds, keepAlive, method });
+      const rows = result.rows ? `; rows acknowledged ${result.rows.acknowledged}, added ${result.rows.added}` : "";
+      say(`deploy ${result.deployFailed ? `FAILED (${result.error})` : "ok"} in ${result.deploySeconds.toFixed(1)} s; ${result.requests} requests (${result.requestsPerSecond}/s), ${result.failedRequests} failed${rows}`);
       results.push(result);
     }
     return results;
@@ -160,15 +189,19 @@ async function benchInLab(o: { deploys: number; concurrency: number; maxSeconds:
 }
 
 void main(async () => {
-  const args = parseArgs(scriptArgs(import.meta.url), { string: ["url", "concurrency", "ref", "max-seconds", "deploys", "keep-alive"], boolean: ["allow-remote"] });
+  const args = parseArgs(scriptArgs(import.meta.url), { string: ["url", "concurrency", "ref", "max-seconds", "deploys", "keep-alive", "method"], boolean: ["allow-remote"] });
   // --keep-alive yes|no|both: reuse connections (what a browser does), a new one per request, or both.
   const keepAliveFlag = String(args.flags["keep-alive"] ?? "both");
   if (!["yes", "no", "both"].includes(keepAliveFlag)) throw new OpsError(`--keep-alive ${keepAliveFlag}`, "pass yes, no or both");
   const keepAlive = keepAliveFlag === "both" ? [true, false] : [keepAliveFlag === "yes"];
+  // --method get|post|both: reads (GET /rows/count) or writes (POST /rows, one row each).
+  const methodFlag = String(args.flags.method ?? "both");
+  if (!["get", "post", "both"].includes(methodFlag)) throw new OpsError(`--method ${methodFlag}`, "pass get, post or both");
+  const methods: Method[] = methodFlag === "both" ? ["GET", "POST"] : [methodFlag === "get" ? "GET" : "POST"];
   if (args.help) {
     process.stdout.write(
-      "Usage: npm run bench:deploy [-- --deploys N --concurrency N --keep-alive yes|no|both]   (own lab; root)\n" +
-        "       npx zx scripts/bench/deploy-under-load.ts <stack> --url URL [--concurrency N] [--ref REF] [--max-seconds N] [host flags]\n",
+      "Usage: npm run bench:deploy [-- --deploys N --concurrency N --keep-alive yes|no|both --method get|post|both]   (own lab; root)\n" +
+        "       npx zx scripts/bench/deploy-under-load.ts <stack> --url URL [--concurrency N] [--ref REF] [--max-seconds N] [--keep-alive yes|no] [--method get|post] [host flags]\n",
     );
     return 0;
   }
@@ -178,7 +211,7 @@ void main(async () => {
   const maxSeconds = Number(args.flags["max-seconds"] ?? 300);
   let results: BenchResult[];
   if (!stack) {
-    results = await benchInLab({ deploys: Number(args.flags.deploys ?? 3), concurrency, maxSeconds, keepAlive });
+    results = await benchInLab({ deploys: Number(args.flags.deploys ?? 3), concurrency, maxSeconds, keepAlive, methods });
   } else {
     if (!url) throw new OpsError("which URL to load?", "pass --url http://<site>/ (see --help)");
     const host = new URL(url).hostname;
@@ -186,7 +219,7 @@ void main(async () => {
       throw new OpsError(`${url} is not a loopback address`, "pass --allow-remote to load a real server on purpose");
     }
     const target = resolveTarget(loadEnvironment(stack, args.clientsDir), args.target);
-    results = [await deployUnderLoad({ target, url, concurrency, ref: args.flags.ref as string | undefined, maxSeconds, keepAlive: keepAlive[0] })];
+    results = [await deployUnderLoad({ target, url, concurrency, ref: args.flags.ref as string | undefined, maxSeconds, keepAlive: keepAlive[0], method: methods[0] })];
   }
   const ok = results.filter((r) => !r.deployFailed);
   const summary = {
@@ -198,11 +231,17 @@ void main(async () => {
     failedRequests: results.reduce((n, r) => n + r.failedRequests, 0),
     failedRequestsKeepAlive: results.filter((r) => r.keepAlive).reduce((n, r) => n + r.failedRequests, 0),
     failedRequestsNewConnections: results.filter((r) => !r.keepAlive).reduce((n, r) => n + r.failedRequests, 0),
+    failedRequestsPost: results.filter((r) => r.method === "POST").reduce((n, r) => n + r.failedRequests, 0),
+    // Every acknowledged row is in the database, and no row was added without an acknowledgement.
+    rowsAcknowledged: results.reduce((n, r) => n + (r.rows?.acknowledged ?? 0), 0),
+    rowsAdded: results.reduce((n, r) => n + (r.rows?.added ?? 0), 0),
+    // Per shape: the median throughput (the cost of Caddy's new upstream connection per request shows here).
+    requestsPerSecond: Object.fromEntries([...new Set(results.map(shapeOf))].map((shape) => [shape, median(results.filter((r) => shapeOf(r) === shape).map((r) => r.requestsPerSecond))])),
     maxLatencyMs: Math.max(...results.map((r) => r.maxLatencyMs)),
     runs: results,
   };
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
-  say(`\n${summary.deploys} deploy(s), ${summary.deploysFailed} failed; median deploy wall time ${summary.medianDeploySeconds} s; ${summary.requests} requests, ${summary.failedRequests} failed (goal 0: ${summary.failedRequestsKeepAlive} on reused keep-alive connections, ${summary.failedRequestsNewConnections} with a new connection per request); max latency ${summary.maxLatencyMs} ms`);
+  say(`\n${summary.deploys} deploy(s), ${summary.deploysFailed} failed; median deploy wall time ${summary.medianDeploySeconds} s; ${summary.requests} requests, ${summary.failedRequests} failed (goal 0: ${summary.failedRequestsKeepAlive} on reused keep-alive connections, ${summary.failedRequestsNewConnections} with a new connection per request; ${summary.failedRequestsPost} of them POSTs); rows acknowledged ${summary.rowsAcknowledged}, added ${summary.rowsAdded}; max latency ${summary.maxLatencyMs} ms`);
   if (summary.deploysFailed > 0) throw new OpsError(`${summary.deploysFailed} deploy(s) failed: ${results.find((r) => r.deployFailed)?.error}`, "see the deploy output above");
-  return summary.failedRequests === 0 ? 0 : 1;
+  return summary.failedRequests === 0 && summary.rowsAcknowledged === summary.rowsAdded ? 0 : 1;
 });

@@ -1,6 +1,7 @@
 /**
  * Deploy, as a sequence of Steps over one SSH connection. Safe by default: a lock, a pre-migration
- * snapshot, the new release started beside the old one and health-checked before Caddy switches to it.
+ * snapshot, the new release started beside the old one and health-checked before the switch sends Caddy's
+ * new connections to it (server-steps.ts switchUpstream: no Caddy reload).
  * Any failure goes back to the previous release — and to the snapshot when the migration
  * failed or changed the schema (a migration that changed nothing leaves nothing to undo).
  */
@@ -76,6 +77,11 @@ export function planFiles(target: Target, state: ServerState, processEnv: NodeJS
     return !unknown;
   });
   return { files, left };
+}
+
+/** The deploy switch's rules (LAYOUT.upstreamRules) with `port` as the active slot: what switchUpstream installs. */
+export function upstreamRulesFor(target: Target, state: ServerState, processEnv: NodeJS.ProcessEnv, port: number): ServerFile {
+  return planFiles(target, state, processEnv, port).files.find((f) => f.path === LAYOUT.upstreamRules)!;
 }
 
 export async function inspectServer(runner: Runner, appPort: number, paths: ServerPaths = SERVER): Promise<ServerState> {
@@ -154,7 +160,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
   const oldPort = state.activePort;
   const newPort = otherPort(oldPort, env.app.port);
   const files = planFiles(target, state, processEnv);
-  const caddyfileFor = (port: number) => planFiles(target, state, processEnv, port).files.find((f) => f.path === paths.caddyfile || f.path === LAYOUT.caddyfile)!;
+  const rulesFor = (port: number) => upstreamRulesFor(target, state, processEnv, port);
 
   const changedFiles: string[] = [];
   const release = new Later("the release fetched");
@@ -180,7 +186,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     const reason = error instanceof Error ? error.message : String(error);
     say(`\n✗ deploy failed: ${reason}\n  rolling back to ${state.slots[oldPort] || `the release on ${oldPort}`}`);
     if (snapshot && !migrated) say(`  the migration changed no schema (schema_version/user_version ${schemaBefore}): the database stays as it is`);
-    const notes = await rollBack({ runner, paths, oldPort, newPort, switched, snapshot: migrated ? snapshot?.text : undefined, caddyfile: caddyfileFor(oldPort), healthSeconds, ports: slotPorts(env.app.port) });
+    const notes = await rollBack({ runner, paths, oldPort, newPort, switched, snapshot: migrated ? snapshot?.text : undefined, rules: rulesFor(oldPort), healthSeconds, ports: slotPorts(env.app.port) });
     if (snapshot && !migrated) notes.push(`the database was left as it is (the migration changed no schema); pre-deploy snapshot ${snapshot.text}`);
     return new OpsError(
       `deploy of ${ref} failed and was rolled back: ${reason}\n  ${notes.join("\n  ")}`,
@@ -203,7 +209,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
       });
     }
     plan.remote(runner, () => steps.startSlot(newPort, release.text, healthSeconds, paths));
-    plan.remote(runner, () => steps.switchUpstream(caddyfileFor(newPort), newPort, paths), { then: () => void (switched = true) });
+    plan.remote(runner, () => steps.switchUpstream(rulesFor(newPort), newPort, paths), { then: () => void (switched = true) });
     plan.remote(runner, () => steps.stopSlot(oldPort));
   });
   plan.remote(runner, () => steps.pruneReleases(keep, paths));
@@ -226,7 +232,8 @@ interface RollBack {
   readonly newPort: number;
   readonly switched: boolean;
   readonly snapshot?: string;
-  readonly caddyfile: ServerFile;
+  /** The deploy switch's rules for the old slot. */
+  readonly rules: ServerFile;
   readonly healthSeconds: number;
   readonly ports: readonly [number, number];
 }
@@ -245,7 +252,7 @@ async function rollBack(r: RollBack): Promise<string[]> {
       return "";
     }
   };
-  if (r.switched) await attempt(`Caddy proxies to ${r.oldPort} again`, steps.switchUpstream(r.caddyfile, r.oldPort, r.paths));
+  if (r.switched) await attempt(`new connections go to ${r.oldPort} again`, steps.switchUpstream(r.rules, r.oldPort, r.paths));
   await attempt(`stopped app@${r.newPort}`, steps.stopSlot(r.newPort));
   if (r.snapshot) {
     const out = await attempt(`database back to the pre-migration snapshot ${r.snapshot}`, steps.replaceDatabase(r.snapshot, "failed-deploy", "copy", r.oldPort, r.ports, r.healthSeconds, r.paths));
@@ -272,13 +279,13 @@ export async function rollbackOne(options: DeployOptions & { readonly to?: strin
   if (!previous) {
     throw new OpsError(`no release older than ${current || "the active one"} is left on ${runner.destination}`, `deploy a known-good ref instead: npx zx scripts/deploy.ts ${env.stackName} --ref <ref>`);
   }
-  const caddyfile = (port: number) => planFiles(target, state, options.processEnv ?? process.env, port).files.find((f) => f.path === LAYOUT.caddyfile)!;
+  const rules = (port: number) => upstreamRulesFor(target, state, options.processEnv ?? process.env, port);
   plan.add(lockStep(runner, `rollback to ${previous}`, paths));
   plan.guard(`stop app@${other} again; nothing was switched, the site still runs ${current}`, async (error) => {
     await runner.run(steps.stopSlot(other)).catch(() => undefined);
     return new OpsError(`the previous release ${previous} does not become healthy: ${(error as Error).message}`, `nothing was switched; the site still runs ${current}. Deploy a fixed ref instead.`);
   }, () => plan.remote(runner, () => steps.startSlot(other, previous, healthSeconds, paths)));
-  plan.remote(runner, () => steps.switchUpstream(caddyfile(other), other, paths));
+  plan.remote(runner, () => steps.switchUpstream(rules(other), other, paths));
   plan.remote(runner, () => steps.stopSlot(active));
   await plan.execute();
   if (options.dryRun) {

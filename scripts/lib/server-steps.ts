@@ -17,6 +17,8 @@ export interface ServerPaths {
   readonly libDir: string;
   readonly caddyfile: string;
   readonly deployLock: string;
+  /** The deploy switch's rules, the record of the active slot. @default LAYOUT.upstreamRules */
+  readonly upstreamRules?: string;
 }
 
 export const SERVER: ServerPaths = {
@@ -24,7 +26,9 @@ export const SERVER: ServerPaths = {
   libDir: LAYOUT.libDir,
   caddyfile: LAYOUT.caddyfile,
   deployLock: LAYOUT.deployLock,
+  upstreamRules: LAYOUT.upstreamRules,
 };
+const upstreamRules = (paths: ServerPaths) => paths.upstreamRules ?? LAYOUT.upstreamRules;
 
 const source = (paths: ServerPaths) => bash`. ${paths.kitEnvFile}`;
 /**
@@ -45,7 +49,9 @@ export function inspect(ports: readonly [number, number], paths: ServerPaths = S
     "inspect the server",
     join(
       source(paths),
-      bash`active=$(grep -oE 'reverse_proxy 127\.0\.0\.1:[0-9]+' ${paths.caddyfile} | grep -oE '[0-9]+$' || true)
+      bash`active=$(grep -oE 'dnat to 127\.0\.0\.1:[0-9]+' ${upstreamRules(paths)} 2>/dev/null | grep -oE '[0-9]+$' || true)
+# A server bootstrapped before the deploy switch: its Caddyfile names the active slot itself.
+[ -n "$active" ] || active=$(grep -oE 'reverse_proxy 127\.0\.0\.1:[0-9]+' ${paths.caddyfile} | grep -oE '[0-9]+$' | grep -vx ${LAYOUT.ports.upstream} || true)
 echo "active_port=\${active:-$APP_PORT}"
 echo "app_port=$APP_PORT"
 echo "bootstrap_done=$(cat "$BOOTSTRAP_DONE_FILE" 2>/dev/null || true)"
@@ -187,25 +193,30 @@ ${paths.libDir}/wait-healthy.sh ${port} ${healthSeconds}`,
 }
 
 /**
- * Installs a Caddyfile (rendered for the new upstream) and reloads Caddy: the switch. If Caddy refuses the
- * reload it keeps serving the old configuration, so the old file is put back: what is on disk stays what runs.
+ * The switch: installs the deploy switch's rules rendered for the new slot (LAYOUT.upstreamRules) and loads
+ * them with one `nft -f`, a single transaction, so Caddy's stable upstream 127.0.0.1:<ports.upstream> leads
+ * to the old slot until the instant it leads to the new one. Caddy is not reloaded: every client connection
+ * stays open. Connections already made to the old slot keep it (conntrack) and finish there. Run only after the
+ * new slot's health check passed. If nft refuses the rules, the kernel keeps the previous ones, and so does
+ * the file (put back): what is on disk stays what runs.
  */
-export function switchUpstream(caddyfile: ServerFile, port: number, paths: ServerPaths = SERVER): Step {
-  const body = Buffer.from(caddyfile.content).toString("base64");
+export function switchUpstream(rules: ServerFile, port: number, paths: ServerPaths = SERVER): Step {
+  const body = Buffer.from(rules.content).toString("base64");
+  const file = upstreamRules(paths);
   return step(
-    `switch Caddy to 127.0.0.1:${port}`,
-    bash`tmp=$(mktemp ${paths.caddyfile}.kit.XXXXXX)
+    `switch 127.0.0.1:${LAYOUT.ports.upstream} to 127.0.0.1:${port}`,
+    bash`tmp=$(mktemp ${file}.kit.XXXXXX)
 printf '%s' ${raw(`'${body}'`)} | base64 -d >"$tmp"
 chmod 0644 "$tmp"
-cp -p ${paths.caddyfile} ${paths.caddyfile}.kit-previous
-mv -f "$tmp" ${paths.caddyfile}
-if ! systemctl reload caddy.service; then
-  mv -f ${paths.caddyfile}.kit-previous ${paths.caddyfile}
-  echo "kit: Caddy refused the new configuration and keeps the previous one (put back in ${paths.caddyfile}); see: journalctl -u caddy.service" >&2
+if [ -e ${file} ]; then cp -p ${file} ${file}.kit-previous; else : >${file}.kit-previous; fi
+mv -f "$tmp" ${file}
+if ! nft -f ${file}; then
+  if [ -s ${file}.kit-previous ]; then mv -f ${file}.kit-previous ${file}; else rm -f ${file} ${file}.kit-previous; fi
+  echo "kit: nft refused the new rules: 127.0.0.1:${LAYOUT.ports.upstream} still leads to the slot it led to (${file} put back)" >&2
   exit 1
 fi
-rm -f ${paths.caddyfile}.kit-previous
-echo "kit: Caddy now proxies to 127.0.0.1:${port}" >&2`,
+rm -f ${file}.kit-previous
+echo "kit: 127.0.0.1:${LAYOUT.ports.upstream} now leads to 127.0.0.1:${port} (new connections; open ones finish where they are)" >&2`,
   );
 }
 

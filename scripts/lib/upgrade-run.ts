@@ -13,7 +13,7 @@ import { LAYOUT } from "../../cloud-init/layout.ts";
 import type { ServerFile } from "../../cloud-init/server-files.ts";
 import { Later, Plan, say, stepLine } from "./cli.ts";
 import { lockStep } from "./deploy-lock.ts";
-import { inspectStep, planFiles } from "./deploy-run.ts";
+import { inspectStep, planFiles, upstreamRulesFor } from "./deploy-run.ts";
 import { OpsError } from "./errors.ts";
 import * as steps from "./server-steps.ts";
 import { type ServerPaths, SERVER } from "./server-steps.ts";
@@ -89,7 +89,7 @@ export async function upgradeServer(options: UpgradeOptions): Promise<UpgradeRes
   const newPort = otherPort(oldPort, env.app.port);
   const release = state.slots[oldPort] ?? "";
   // The file deploy's switch installs, rendered with `port` as the active slot (as deploy renders it).
-  const switchFileFor = (port: number): ServerFile => planFiles(target, state, processEnv, port).files.find((f) => f.path === LAYOUT.caddyfile)!;
+  const switchFileFor = (port: number): ServerFile => upstreamRulesFor(target, state, processEnv, port);
   const saved = new Later("the copy of the server files");
   const done = { swapped: false, pushed: [] as string[], litestream: false, started: false, switched: false, oldStopped: false, osUpgraded: "", replication: "" };
 

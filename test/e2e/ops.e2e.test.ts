@@ -6,6 +6,7 @@
  * whole file (a boot costs about a minute); the tests run in order and each leaves the site healthy.
  */
 import { spawn } from "node:child_process";
+import { Agent, request } from "node:http";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -67,6 +68,44 @@ function cli(script: string, args: readonly string[], extraEnv: NodeJS.ProcessEn
   });
 }
 
+/**
+ * GETs on one keep-alive connection to Caddy (as a browser holds one): resolves with each answer's status and
+ * body and how many sockets the agent opened for them (1: the connection was kept throughout).
+ */
+function keepAliveClient() {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<unknown>();
+  const get = (path: string) =>
+    new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: server.machine.address, port: 80, path, agent, timeout: 10_000 }, (res) => {
+        let body = "";
+        res.on("data", (c: Buffer) => (body += c.toString()));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on("socket", (socket) => sockets.add(socket));
+      req.on("timeout", () => req.destroy(new Error("timeout")));
+      req.on("error", reject);
+      req.end();
+    });
+  return { get, sockets: () => sockets.size, close: () => agent.destroy() };
+}
+
+/** GET /healthz through Caddy back to back until stopped: every answer's status and version, and errors. */
+function pollHealth() {
+  const seen = new Map<string, number>();
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const key = await server.http("/healthz").then(
+        async (res) => `${res.status} ${((await res.json()) as { version?: string }).version ?? "-"}`,
+        (error: Error) => `error ${error.message}`,
+      );
+      seen.set(key, (seen.get(key) ?? 0) + 1);
+    }
+  })();
+  return { stop: async () => ((stopped = true), await loop, Object.fromEntries(seen)) };
+}
+
 async function json<T>(path: string, init?: RequestInit): Promise<T> {
   const res = await server.http(path, init);
   expect(res.ok).toBe(true);
@@ -83,12 +122,14 @@ async function addRows(n: number): Promise<void> {
 async function root(command: string): Promise<string> {
   return (await server.machine.exec(command)).stdout.trim();
 }
-/** What the slots point at and which app units run. */
+/** What the slots point at and which app units run; the active slot as the switch's file records it and as the kernel has it. */
 async function slots() {
   const port = server.env.app.port;
   const unit = async (p: number) => (await server.machine.exec(["systemctl", "is-active", `app@${p}.service`], { allowFailure: true })).stdout.trim();
-  const caddy = await root(`grep -oE 'reverse_proxy 127\\.0\\.0\\.1:[0-9]+' /etc/caddy/Caddyfile | grep -oE '[0-9]+$'`);
-  const active = Number(caddy);
+  const dnat = `grep -oE 'dnat (ip )?to 127\\.0\\.0\\.1:[0-9]+' | grep -oE '[0-9]+$'`;
+  const active = Number(await root(`${dnat} <${LAYOUT.upstreamRules}`));
+  // What the file says is what the kernel does (the switch loads the file it wrote; a boot loads it again).
+  expect(Number(await root(`nft list chain ip kit_upstream output | ${dnat}`))).toBe(active);
   const release = await root(`readlink ${LAYOUT.slotsDir}/${active}`);
   return { active, release, units: { [port]: await unit(port), [port + 1]: await unit(port + 1) } };
 }
@@ -166,9 +207,15 @@ describe("deploy.ts", () => {
     expect(dry.code).toBe(0);
     const planned = plannedTitles(dry.stderr);
     expect(planned[0]).toMatch(/^inspect /);
+    // A browser's connection, open before the deploy: the switch keeps it (Caddy is not reloaded).
+    const browser = keepAliveClient();
+    expect((await browser.get("/healthz")).status).toBe(200);
     const t = Date.now();
     const result = await cli("deploy.ts", ["--ref", commits.v2]);
     expect(executedTitles(result.stderr)).toEqual(planned); // the plan is the steps
+    const again = await browser.get("/healthz");
+    browser.close();
+    expect({ status: again.status, version: JSON.parse(again.body).version, sockets: browser.sockets() }).toEqual({ status: 200, version: "v2", sockets: 1 });
     lab.timings.push(`deploy (CLI, success): ${((Date.now() - t) / 1000).toFixed(1)} s`);
     expect(result.code).toBe(0);
     expect(result.stderr).toContain("✓ deployed");
@@ -185,6 +232,19 @@ describe("deploy.ts", () => {
     expect(await count()).toBe(3);
     expect(await root(`ls ${LAYOUT.asideDir}`)).toMatch(/pre-deploy-.*\.sqlite3/);
     expect(await root(`test -e ${LAYOUT.deployLock} && echo locked || echo unlocked`)).toBe("unlocked");
+  });
+
+  test("a reboot comes back on the slot the last deploy switched to (kit-upstream.service loads its rule before Caddy starts)", async () => {
+    const before = await slots();
+    expect(before.active).toBe(server.env.app.port + 1);
+    const t = Date.now();
+    await server.machine.stop();
+    await server.machine.start();
+    await server.machine.waitFor(async () => (await server.http("/healthz").catch(() => undefined))?.status === 200, { timeoutMs: 3 * 60_000, what: "the app to answer through Caddy after the reboot", intervalMs: 250 });
+    lab.timings.push(`reboot after a deploy -> serving through Caddy: ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    expect((await health()).version).toBe("v2");
+    expect(await slots()).toEqual(before);
+    expect(await root(`systemctl is-active ${LAYOUT.units.upstream}`)).toBe("active");
   });
 
   test("a failing migration rolls back: the old release still serves, data intact", async () => {
@@ -211,7 +271,13 @@ describe("deploy.ts", () => {
     const rows = await count();
     commits.badHealth = await lab.repo.commit({ "deno.json": denoJson({ start: `FAIL_HEALTHCHECK=1 ${JSON.parse(fixture("deno.json")).tasks.start}` }) }, "unhealthy release");
     const asideBefore = await root(`ls ${LAYOUT.asideDir}`);
+    // A broken release never serves a request: it runs (answering 503) for the whole health check, and
+    // through Caddy every answer meanwhile is the serving release's.
+    const poll = pollHealth();
     const result = await cli("deploy.ts", ["--ref", commits.badHealth, "--health-seconds", "5"]);
+    const seen = await poll.stop();
+    log(`GET /healthz through Caddy during the failed deploy: ${JSON.stringify(seen)}`);
+    expect(Object.keys(seen)).toEqual(["200 v2"]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/failed and was rolled back/);
     // Its migration changed nothing: the live database is kept (no swap, no downtime, no writes moved aside).

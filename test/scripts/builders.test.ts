@@ -33,7 +33,7 @@ describe("shell text", () => {
     steps.migrate("/r", "migrate"), steps.startSlot(8001, "/r", 30), steps.stopSlot(8000), steps.pruneReleases(5), steps.listBackups(),
     steps.restoreToScratch({ kind: "replica" }), steps.restoreToScratch({ kind: "replica", timestamp: "2026-03-14T14:04:00Z" }), steps.restoreToScratch({ kind: "fallback" }), steps.restoreToScratch({ kind: "file", path: "/mnt/data/aside/x.sqlite3" }), steps.runDrill(),
     steps.pushFiles([{ path: "/etc/litestream.yml", mode: "0644", content: "dbs: []\n", secret: false, early: false, onChange: [], atFirstBoot: [] }]),
-    steps.switchUpstream({ path: LAYOUT.caddyfile, mode: "0644", content: ":80 {\n}\n", secret: false, early: false, onChange: [], atFirstBoot: [] }, 8001),
+    steps.switchUpstream({ path: LAYOUT.upstreamRules, mode: "0644", content: "table ip kit_upstream\n", secret: false, early: false, onChange: [], atFirstBoot: [] }, 8001),
     steps.replaceDatabase("/mnt/data/aside/pre-deploy-x.sqlite3", "failed-deploy", "copy", 8000, [8000, 8001], 60),
     steps.removeScratch("/mnt/data/scratch/x.sqlite3"),
   ];
@@ -130,9 +130,11 @@ describe("what deploy pushes", () => {
     expect(plan.files.find((f) => f.path === LAYOUT.volumeEnvFile)!.content).toContain("VOLUME_DEVICE=/dev/disk/by-id/scsi-0DO_Volume_x");
   });
 
-  test("the Caddyfile is rendered for the active slot", () => {
-    expect(planFiles(target, state, {}, 8001).files.find((f) => f.path === LAYOUT.caddyfile)!.content).toContain("reverse_proxy 127.0.0.1:8001");
-    expect(planFiles(target, state, {}).files.find((f) => f.path === LAYOUT.caddyfile)!.content).toContain("reverse_proxy 127.0.0.1:8000");
+  test("the deploy switch's rules are rendered for the active slot; the Caddyfile is the same for both", () => {
+    const file = (path: string, port?: number) => planFiles(target, state, {}, port).files.find((f) => f.path === path)!.content;
+    expect(file(LAYOUT.upstreamRules, 8001)).toContain(`tcp dport ${LAYOUT.ports.upstream} dnat to 127.0.0.1:8001\n`);
+    expect(file(LAYOUT.upstreamRules)).toContain(`tcp dport ${LAYOUT.ports.upstream} dnat to 127.0.0.1:8000\n`);
+    expect(file(LAYOUT.caddyfile, 8001)).toBe(file(LAYOUT.caddyfile));
   });
 
   test("some but not all app secrets given is an error naming the missing ones", () => {

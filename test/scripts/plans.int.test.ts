@@ -13,6 +13,7 @@ import { createHash } from "node:crypto";
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { LAYOUT } from "../../cloud-init/layout.ts";
 import { executedTitles, plannedTitles } from "../../scripts/lib/cli.ts";
 import { deploy, pushConfiguration, rollbackOne } from "../../scripts/lib/deploy-run.ts";
 import { drillRemote } from "../../scripts/lib/drill-run.ts";
@@ -164,7 +165,7 @@ describe("a dry run changes nothing on the server: no lock, no scratch restore, 
       "migrate (deno task migrate)",
       "read the schema version again (did the migration change it?)",
       `start app@${appPort + 1}.service and health-check it`,
-      `switch Caddy to 127.0.0.1:${appPort + 1}`,
+      `switch 127.0.0.1:${LAYOUT.ports.upstream} to 127.0.0.1:${appPort + 1}`,
       `stop app@${appPort}.service`,
       "keep the newest 5 releases",
       "release the deploy lock",
@@ -181,7 +182,7 @@ describe("a dry run changes nothing on the server: no lock, no scratch restore, 
       `inspect ${ssh.destination}`,
       "take the deploy lock",
       `start app@${appPort + 1}.service and health-check it`,
-      `switch Caddy to 127.0.0.1:${appPort + 1}`,
+      `switch 127.0.0.1:${LAYOUT.ports.upstream} to 127.0.0.1:${appPort + 1}`,
       `stop app@${appPort}.service`,
       "release the deploy lock",
     ]);
