@@ -5,7 +5,7 @@
  * hands out works — while a client pinning another CA is refused. Clients: psql (what the kit's scripts run
  * on a server) and the npm package `postgres` (what the fixture app uses).
  */
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -112,6 +112,24 @@ test("stop() cuts the server off and start() brings it back on the same port wit
   console.log(`restart: ${seconds(Date.now() - started)}`);
   expect(await psqlAs(pg.url(), "SELECT v FROM kept")).toMatchObject({ code: 0, out: "still here" });
   expect(await pg.psql("SELECT count(*) FROM pg_roles WHERE rolname = 'app' AND NOT rolsuper")).toBe("1");
+});
+
+test("the admin (doadmin) connects over TLS; with owner \"admin\", as on DigitalOcean, the app user may create nothing until the admin grants schema public", async () => {
+  expect(() => pg.adminUrl()).toThrow(/no doadmin: start it with \{ owner: "admin" \}/);
+  const asOnDo = await startPostgres(teardown, { owner: "admin" });
+  const url = asOnDo.url();
+  const ca = join(scratch, "do-like-ca.pem");
+  writeFileSync(ca, asOnDo.caCertificate);
+  expect(await psqlAs(asOnDo.adminUrl(), "SELECT current_user, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user", ca)).toMatchObject({ code: 0, out: "doadmin|f|t|t" });
+  const refused = await psqlAs(url, "CREATE TABLE t (id int)", ca);
+  expect(refused.code).not.toBe(0);
+  expect(refused.err).toContain("permission denied for schema public");
+  console.log(`app user in an admin-owned database: ${refused.err.split("\n")[0]}`);
+  for (const db of [asOnDo.database, asOnDo.drillDatabase]) {
+    expect(await psqlAs(asOnDo.adminUrl(db), `GRANT ALL ON SCHEMA public TO ${asOnDo.user}`, ca)).toMatchObject({ code: 0 });
+  }
+  expect(await psqlAs(url, "CREATE TABLE t (id int); SELECT tableowner FROM pg_tables WHERE tablename = 't'", ca)).toMatchObject({ code: 0, out: "app" });
+  expect(await psqlAs(asOnDo.drillUrl, "CREATE TABLE t (id int)", ca)).toMatchObject({ code: 0 });
 });
 
 test("allow entries are checked before anything starts", async () => {

@@ -7,8 +7,8 @@
  *     they pin the cluster's CA from `digitalocean_database_ca`;
  *   - scram-sha-256 passwords;
  *   - only the given client addresses are admitted (the stand-in for the database firewall);
- *   - an app user, the app database and the drill's scratch database `<db>_drill`, both owned by the app
- *     user (see `LabPostgres.url`).
+ *   - an app user, the app database and the drill's scratch database `<db>_drill`, owned by the app user
+ *     or, as on DigitalOcean, by an admin role `doadmin` (`owner: "admin"`).
  *
  * It listens on one address: 127.0.0.1 for host-side tests, the lab network's host address for booted
  * machines (admit the machine's address). The harness's own superuser reaches it through the Unix socket in
@@ -33,6 +33,8 @@ import { GiveUp, waitFor } from "./wait.ts";
 export const POSTGRES_BIN_DIR = "/usr/lib/postgresql/15/bin";
 /** The harness's superuser (Unix socket only); the app never sees it. */
 const SUPERUSER = "postgres";
+/** DigitalOcean's name for a cluster's admin role. */
+const ADMIN_USER = "doadmin";
 
 export interface PostgresOptions {
   /** Address to listen on (and the host in the URLs and the certificate). @default "127.0.0.1" */
@@ -47,6 +49,14 @@ export interface PostgresOptions {
   readonly database?: string;
   /** The app user's name. @default "app" */
   readonly user?: string;
+  /**
+   * Who owns the app and drill databases. "admin" is DigitalOcean's way (digitalocean_database_db creates
+   * them as doadmin): PostgreSQL 15+ then gives the app user no CREATE on schema public until the admin
+   * grants it (`GRANT ALL ON SCHEMA public TO app`, as `adminUrl()`) — "permission denied for schema public"
+   * otherwise. "app" skips that step for tests that are not about it.
+   * @default "app"
+   */
+  readonly owner?: "app" | "admin";
 }
 
 export interface LabPostgres {
@@ -60,11 +70,13 @@ export interface LabPostgres {
   readonly drillDatabase: string;
   /**
    * The app user's URI on `db` (default the app database), as the stack's `database_url` output has it:
-   * postgresql://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full. The app user owns both databases (on a
-   * managed cluster the databases belong to the admin user, and PostgreSQL 15+ gives others no CREATE on
-   * schema public: whoever sets the cluster up grants it, or the owner is changed, once).
+   * postgresql://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full. Who owns the databases: `owner`.
    */
   url(db?: string): string;
+  /** `doadmin`: the cluster's admin role (LOGIN CREATEDB CREATEROLE, not a superuser, as on DigitalOcean). */
+  readonly adminUser: string;
+  /** The admin's URI on `db` (default the app database): the stack's `database_admin_url`. Only with owner "admin". */
+  adminUrl(db?: string): string;
   /** = url(drillDatabase): the stack's `database_drill_url`. */
   readonly drillUrl: string;
   /** PEM of the CA that signed the server's certificate (the stack's `database_ca_certificate`). */
@@ -94,12 +106,13 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
   const database = options.database ?? "app";
   const user = options.user ?? "app";
   const allow = (options.allow ?? [host]).map(toCidr);
+  if (user === ADMIN_USER || user === SUPERUSER) throw new Error(`startPostgres: the app user cannot be called ${user} (the lab's own roles are ${SUPERUSER} and ${ADMIN_USER})`);
   for (const name of [database, user]) {
     if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
       throw new Error(`startPostgres: ${JSON.stringify(name)} is not a plain PostgreSQL name: use lowercase letters, digits and _`);
     }
   }
-  const owner = serverOwner();
+  const osUser = serverOwner();
 
   // Our own directory (not the teardown's 0700 work dir): the postgres user must reach it.
   const root = await mkdtemp(join(SCRATCH_ROOT, "postgres-"));
@@ -109,12 +122,14 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
   const certs = makeCertificates(root, host === "127.0.0.1" ? ["localhost"] : [], [host]);
   const superPassword = randomBytes(18).toString("hex");
   const password = randomBytes(18).toString("hex");
+  const adminPassword = randomBytes(18).toString("hex");
+  const owner = options.owner === "admin" ? ADMIN_USER : user;
   writeFileSync(join(root, "superuser.pw"), `${superPassword}\n`, { mode: 0o600 });
-  for (const path of [root, dataDir, join(root, "superuser.pw")]) chownSync(path, owner.uid, owner.gid);
+  for (const path of [root, dataDir, join(root, "superuser.pw")]) chownSync(path, osUser.uid, osUser.gid);
   chmodSync(root, 0o700);
 
   await run([
-    ...owner.asUser,
+    ...osUser.asUser,
     join(POSTGRES_BIN_DIR, "initdb"),
     "--pgdata", dataDir,
     "--username", SUPERUSER,
@@ -128,7 +143,7 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
   // The server reads its key only when it belongs to it and nobody else can read it.
   writeFileSync(join(dataDir, "server.key"), certs.key, { mode: 0o600 });
   writeFileSync(join(dataDir, "server.pem"), certs.cert, { mode: 0o644 });
-  for (const file of ["server.key", "server.pem"]) chownSync(join(dataDir, file), owner.uid, owner.gid);
+  for (const file of ["server.key", "server.pem"]) chownSync(join(dataDir, file), osUser.uid, osUser.gid);
   writeFileSync(join(dataDir, "pg_hba.conf"), hbaConf(allow));
 
   let port = 0;
@@ -172,7 +187,7 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
     const proc = spawn(join(POSTGRES_BIN_DIR, "postgres"), ["-D", dataDir], {
       cwd: root,
       stdio: ["ignore", fd, fd],
-      ...(owner.ids ?? {}),
+      ...(osUser.ids ?? {}),
     });
     closeSync(fd);
     child = proc;
@@ -224,14 +239,16 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
   const drillDatabase = `${database}_drill`;
   await psql(
     [
+      ...(options.owner === "admin" ? [`CREATE ROLE ${ADMIN_USER} LOGIN CREATEDB CREATEROLE PASSWORD '${adminPassword}';`] : []),
       `CREATE ROLE ${user} LOGIN PASSWORD '${password}';`,
-      `CREATE DATABASE ${database} OWNER ${user};`,
-      `CREATE DATABASE ${drillDatabase} OWNER ${user};`,
+      `CREATE DATABASE ${database} OWNER ${owner};`,
+      `CREATE DATABASE ${drillDatabase} OWNER ${owner};`,
     ].join("\n"),
   );
   const majorVersion = Math.floor(Number(await psql("SHOW server_version_num")) / 10_000);
   const urlHost = isIP(host) === 6 ? `[${host}]` : host;
-  const url = (db = database) => `postgresql://${user}:${password}@${urlHost}:${port}/${db}?sslmode=verify-full`;
+  const uri = (name: string, secret: string, db: string) => `postgresql://${name}:${secret}@${urlHost}:${port}/${db}?sslmode=verify-full`;
+  const url = (db = database) => uri(user, password, db);
 
   return {
     host,
@@ -242,6 +259,11 @@ export async function startPostgres(teardown: Teardown, options: PostgresOptions
     drillDatabase,
     url,
     drillUrl: url(drillDatabase),
+    adminUser: ADMIN_USER,
+    adminUrl: (db = database) => {
+      if (options.owner !== "admin") throw new Error(`this lab PostgreSQL has no ${ADMIN_USER}: start it with { owner: "admin" } (the databases are then the admin's, as on DigitalOcean)`);
+      return uri(ADMIN_USER, adminPassword, db);
+    },
     caCertificate: readFileSync(certs.caFile, "utf8"),
     caFile: certs.caFile,
     majorVersion,
