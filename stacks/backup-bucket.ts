@@ -23,7 +23,7 @@ export interface BackupBucketProps {
   readonly iamUserName: string;
   /** Days a replaced or deleted object version is kept. */
   readonly noncurrentVersionDays: number;
-  /** Days fallback copies are kept in the bucket (current versions under `<prefix>/fallback/`). */
+  /** Days fallback copies are kept in the bucket (current versions under `<prefix>/fallback/`), and the pg_dumps (`<prefix>/pg-dump/`). */
   readonly fallbackKeepDays: number;
   /**
    * The backup user's access keys by slot, oldest first (`backups.accessKeys`); servers use the last one.
@@ -196,6 +196,14 @@ export class BackupBucket extends Construct {
           id: "expire-old-fallback-copies",
           status: "Enabled",
           filter: [{ prefix: `${this.props.prefix}/${LAYOUT.bucket.fallback}/` }],
+          expiration: [{ days: this.props.fallbackKeepDays }],
+        },
+        {
+          // On PostgreSQL the daily pg_dump (and its manifest) takes the fallback copy's place, kept as long. On every
+          // environment: an environment moved back to SQLite still has its dumps expire.
+          id: "expire-old-pg-dumps",
+          status: "Enabled",
+          filter: [{ prefix: `${this.props.prefix}/${LAYOUT.bucket.pgDump}/` }],
           expiration: [{ days: this.props.fallbackKeepDays }],
         },
       ],

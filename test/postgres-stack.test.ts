@@ -108,6 +108,15 @@ describe("the managed PostgreSQL cluster (examplepg-prod)", () => {
     for (const droplet of stack.resources("digitalocean_droplet")) expect(droplet.user_data).not.toMatch(/digitalocean_database|postgres(ql)?:\/\//);
   });
 
+  test("the daily pg_dumps in the bucket expire after backups.fallback.keepDays, as the fallback copies do", () => {
+    const rules = stack.resource("aws_s3_bucket_lifecycle_configuration").rule;
+    const keepDays = pgEnv.backups.fallback.keepDays;
+    expect(rules).toContainEqual(expect.objectContaining({ id: "expire-old-pg-dumps", status: "Enabled", filter: [{ prefix: "prod/pg-dump/" }], expiration: [{ days: keepDays }] }));
+    expect(rules).toContainEqual(expect.objectContaining({ filter: [{ prefix: "prod/fallback/" }], expiration: [{ days: keepDays }] }));
+    const longer = synthesize({ ...pgEnv, backups: { ...pgEnv.backups, fallback: { ...pgEnv.backups.fallback, keepDays: 30 } } });
+    expect(longer.resource("aws_s3_bucket_lifecycle_configuration").rule.find((r: any) => r.id === "expire-old-pg-dumps").expiration).toEqual([{ days: 30 }]);
+  });
+
   test("the cluster is in the environment's project, beside its servers", () => {
     expect(stack.resource("digitalocean_project").resources).toContain(ref("digitalocean_database_cluster", stack, "urn"));
   });
