@@ -2,8 +2,9 @@
  * The lab's stand-in for the managed PostgreSQL cluster (lab/harness/postgres.ts) holds the properties the
  * kit relies on: TLS is required (a plain connection is refused), passwords are checked (scram-sha-256),
  * only admitted client addresses get in (the database firewall), and sslmode=verify-full against the CA it
- * hands out works — while a client pinning another CA is refused. Clients: psql (what the kit's scripts run
- * on a server) and the npm package `postgres` (what the fixture app uses).
+ * hands out works — while a client pinning another CA is refused; with owner "admin" the databases are the
+ * admin's, as on DigitalOcean, and the app user needs the admin's grant on schema public. Clients: psql (what
+ * the kit's scripts run on a server) and the npm package `postgres` (what the fixture app uses).
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
