@@ -10,6 +10,17 @@ import type { ResolvedEnvironment } from "../app/config/types.ts";
 /** The app's database, the drill's scratch database (the daily pg_dump is restored into it) and the app's user. */
 export const DATABASE = { name: "app", drillName: "app_drill", user: "app" } as const;
 
+/**
+ * The cluster's maintenance window (DigitalOcean applies its updates then; a minute or so of reconnects) in the
+ * environment's own window (`maintenance.window`) when that is one weekly time — "Sun 04:00", "Sun *-*-* 04:00:00
+ * UTC" —; undefined (DigitalOcean's choice) for any other calendar expression.
+ */
+export function clusterMaintenanceWindow(window: string): { day: string; hour: string } | undefined {
+  const days: Record<string, string> = { Mon: "monday", Tue: "tuesday", Wed: "wednesday", Thu: "thursday", Fri: "friday", Sat: "saturday", Sun: "sunday" };
+  const match = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)(?: \*-\*-\*)? ([01]\d|2[0-3]):([0-5]\d)(?::00)?(?: UTC)?$/.exec(window);
+  return match ? { day: days[match[1]], hour: `${match[2]}:${match[3]}:00` } : undefined;
+}
+
 /** The cluster's name: DigitalOcean cluster names are account-wide, so it derives from the stack's stable ids. */
 export const clusterName = (env: ResolvedEnvironment) => `${env.names.server}-pg`;
 
@@ -48,6 +59,7 @@ export class ManagedPostgres extends Construct {
     super(scope, id);
     const { env } = props;
     const { size, version } = env.database.postgres;
+    const maintenance = clusterMaintenanceWindow(env.maintenance.window);
     this.cluster = new DatabaseCluster(this, "Cluster", {
       name: clusterName(env),
       engine: "pg",
@@ -56,6 +68,7 @@ export class ManagedPostgres extends Construct {
       region: env.region,
       nodeCount: 1,
       tags: [...props.tags],
+      maintenanceWindow: maintenance && [maintenance],
       // The database of record: Terraform never destroys it (a rename or a region change would).
       lifecycle: { preventDestroy: true },
     });

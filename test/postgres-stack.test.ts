@@ -9,7 +9,7 @@ import { gunzipSync } from "node:zlib";
 import { DIGITALOCEAN_POSTGRES } from "../app/config/providers.ts";
 import type { ResolvedEnvironment } from "../app/config/types.ts";
 import { shippedEnvironment } from "../lab/environments.ts";
-import { DATABASE } from "../stacks/database.ts";
+import { clusterMaintenanceWindow, DATABASE } from "../stacks/database.ts";
 import { LB_HEALTH_CHECK, drainWaitSeconds } from "../cloud-init/load-balancer.ts";
 import { type SynthesizedStack, synthesize } from "./support/synth.ts";
 
@@ -38,6 +38,15 @@ describe("the managed PostgreSQL cluster (examplepg-prod)", () => {
     const prices = DIGITALOCEAN_POSTGRES.sizes;
     expect(Math.min(...Object.values(prices))).toBe(prices[cluster.size]);
     for (const droplet of stack.resources("digitalocean_droplet")) expect(droplet.region).toBe(cluster.region);
+  });
+
+  test("its maintenance window is the environment's (maintenance.window) when that is one weekly time; else DigitalOcean's", () => {
+    expect(pgEnv.maintenance.window).toBe("Sun 04:00");
+    expect(stack.resource("digitalocean_database_cluster").maintenance_window).toEqual([{ day: "sunday", hour: "04:00:00" }]);
+    expect(clusterMaintenanceWindow("Wed *-*-* 23:30:00 UTC")).toEqual({ day: "wednesday", hour: "23:30:00" });
+    for (const other of ["daily", "Sat,Sun 04:00", "*-*-* 04:00:00", "Sun 24:00", "Sun 04:00:30"]) expect([other, clusterMaintenanceWindow(other)]).toEqual([other, undefined]);
+    const daily = synthesize({ ...pgEnv, maintenance: { ...pgEnv.maintenance, window: "daily" } });
+    expect(daily.resource("digitalocean_database_cluster").maintenance_window).toBeUndefined();
   });
 
   test("the cluster and the droplets are in the same VPC: neither names one, so both are in the region's default VPC", () => {
