@@ -17,7 +17,7 @@ import { startWatchKit, type WatchKit } from "../lab/local/watch-kit.ts";
 import { startKitLabS3Process, type LabS3Process } from "../lab/s3/process.ts";
 import { PG_DUMP_MAX_AGE_SECONDS } from "../cloud-init/server-files.ts";
 import type { WatchVerdict } from "../cloud-init/watch-verdict.ts";
-import type { DrillReport } from "../scripts/lib/drill-run.ts";
+import { type DrillReport, summarize } from "../scripts/lib/drill-run.ts";
 
 const [env] = localEnvironments(["pgdump"]);
 /** Rows of about 360 bytes of random text (hex: it compresses about 2:1, as real text does): ~75 MiB with its indexes. */
@@ -191,6 +191,9 @@ describe("the drill on PostgreSQL (restore-drill.sh → pg-restore-drill.sh)", (
     expect(await pg.psql("SELECT count(*) FROM rows", { database: "app" })).toBe(String(ROWS + 1));
     expect(report.rto_ms).toBeGreaterThan(0);
     expect(report.rpo_ms).toBeGreaterThanOrEqual(0);
+    // scripts/drill.ts prints it so.
+    expect(summarize(report)).toContain(`restore drill of ${env.stackName} at ${report.at} (PostgreSQL, the daily dump): PASSED`);
+    expect(summarize(report)).toMatch(/\n {2}tables {6}3 checked against the dump's snapshot, 0 missing$/);
     console.log(`drill: restore of ${(first.bytes / 2 ** 20).toFixed(1)} MiB ${report.rto_ms} ms (pg_restore), dump age ${report.rpo_ms} ms, ${ms} ms in all; ${r.stdout.trim()}`);
     // A second drill restores over the first (--clean --if-exists): same result.
     const again = await script("restore-drill.sh");

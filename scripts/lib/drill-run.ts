@@ -22,11 +22,24 @@ export interface DrillReport {
   readonly rto_ms: number | null;
   readonly missing_tables: number;
   readonly tables: readonly { name: string; live: number; restored: number | null }[];
+  /** On PostgreSQL (pg-restore-drill.sh): the dump restored; `live` is then each table's rows at dump time. */
+  readonly engine?: "postgres";
+  readonly dump?: { readonly key: string; readonly bytes: number; readonly sha256: string };
 }
 
 export function summarize(r: DrillReport): string {
   const seconds = (ms: number | null) => (ms === null ? "—" : `${(ms / 1000).toFixed(1)} s`);
   const differ = r.tables.filter((t) => t.restored !== t.live);
+  if (r.engine === "postgres") {
+    return [
+      `restore drill of ${r.stack} at ${r.at} (PostgreSQL, the daily dump): ${r.ok ? "PASSED" : "FAILED"}`,
+      `  dump        ${r.replica}${r.dump ? ` (${(r.dump.bytes / 2 ** 20).toFixed(1)} MiB, sha256 ${r.dump.sha256.slice(0, 12)}…)` : ""}`,
+      `  checks      ${r.integrity}`,
+      `  dump age    ${seconds(r.rpo_ms)}  (what a restore from it would lose; the cluster's PITR loses far less)`,
+      `  RTO         ${seconds(r.rto_ms)}  (pg_restore into the scratch database)`,
+      `  tables      ${r.tables.length} checked against the dump's snapshot, ${r.missing_tables} missing${differ.length ? `, ${differ.length} with other row counts: ${differ.map((t) => `${t.name} ${t.restored}/${t.live}`).join(", ")}` : ""}`,
+    ].join("\n");
+  }
   return [
     `restore drill of ${r.stack} at ${r.at}: ${r.ok ? "PASSED" : "FAILED"}`,
     `  replica     ${r.replica}`,
