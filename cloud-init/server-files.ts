@@ -30,6 +30,12 @@ export interface ServerValues {
    * (scripts/deploy.ts switches it between `app.port` and `port + 1`). @default app.port
    */
   readonly activePort?: number;
+  /**
+   * Which of the environment's `servers` this is, 1-based (the stack passes it per droplet; deploy.ts re-renders
+   * it from the server's place in server_ipv4s). A server after the first never holds SQLite data: at its first
+   * boot it restores nothing and waits for /etc/kit/database.env (restore-on-boot.sh). @default 1
+   */
+  readonly serverIndex?: number;
 }
 
 /** Knobs for tests and mirrors; production uses the defaults. */
@@ -282,6 +288,7 @@ export function templateValues(env: ResolvedEnvironment, server: ServerValues, o
     appPort: env.app.port,
     /** The active slot, where the deploy switch sends Caddy's connections to upstreamPort. */
     activePort: server.activePort ?? env.app.port,
+    serverIndex: server.serverIndex ?? 1,
     upstreamPort: LAYOUT.ports.upstream,
     upstreamRules: LAYOUT.upstreamRules,
     upstreamUnit: LAYOUT.units.upstream,

@@ -133,6 +133,8 @@ export interface KitServerOptions {
    * environment's `alerts` sets (e.g. `{ ...env, alerts: { ...env.alerts, deadMan: true } }`). @default none
    */
   readonly alertUrls?: { readonly deadMan?: string; readonly webhook?: string };
+  /** Which of the environment's servers this is (ServerValues.serverIndex, as the stack passes it). @default 1 */
+  readonly serverIndex?: number;
 }
 
 export interface KitServer {
@@ -169,6 +171,7 @@ export function renderLabFirstBoot(lab: KitLab, options: KitServerOptions, volum
       s3Credentials: { accessKeyId: backups.accessKeyId, secretAccessKey: backups.secretAccessKey },
       appSecrets: Object.fromEntries(options.env.app.secrets.map((name) => [name, `e2e-${name.toLowerCase()}`])),
       alertUrls: options.alertUrls,
+      serverIndex: options.serverIndex,
     },
     {
       base64: (content) => Buffer.from(content, "utf8").toString("base64"),

@@ -3,10 +3,10 @@
  * Deploys a client environment's app: npx zx scripts/deploy.ts <stack> [--ref REF] [--rollback] …
  * (or directly: scripts/deploy.ts <stack>; npx tsx works too). See --help.
  */
-import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, scriptArgs, say } from "./lib/cli.ts";
+import { COMMON_HELP, integerFlag, main, notBoth, oneStack, onlyWith, parseArgs, scriptArgs, say, stepLine } from "./lib/cli.ts";
 import { deploy, inspectServer, pushConfiguration, rollbackOne } from "./lib/deploy-run.ts";
 import { OpsError } from "./lib/errors.ts";
-import { rollout, type RolloutServer } from "./lib/rollout.ts";
+import { databaseEnvStep, rollout, type RolloutServer } from "./lib/rollout.ts";
 import { SshRunner } from "./lib/ssh.ts";
 import { loadEnvironment, resolveTarget, serverTargets } from "./lib/target.ts";
 
@@ -34,6 +34,9 @@ changed once the LB's health check has taken it out of rotation, put back, and t
 sends to it again; the migration runs on the first server only (they share PostgreSQL). A failure stops
 the rollout there, that server rolled back, the others untouched. --config-only pushes to each in turn.
 --server N deploys (or rolls back) that one server only, drained the same way; --host ADDR skips the drain.
+On PostgreSQL (the outputs hold database_url): /etc/kit/database.env and the CA are written first on every
+server that already runs on it, and on servers 2..N (a new one's first boot waits for them); server 1 gets
+them from migrate-to-postgres.ts only.
 
 Secrets: /etc/kit/s3.env is pushed only when the outputs file holds the sensitive key pair;
 /etc/app/secrets.env only when every TF_VAR_secret_<NAME> is set. Otherwise the server's files stay.
@@ -60,6 +63,17 @@ void main(async () => {
   }
   const runners = (target.chosen ? [target] : serverTargets(target)).map((t) => ({ target: t, runner: new SshRunner(t.ssh, t.sshSettings) }));
   try {
+    // On PostgreSQL: the cluster's connection on every server that runs on it, or will (rollout.ts databaseEnvStep).
+    if (target.database) {
+      for (const r of runners) {
+        const put = databaseEnvStep(target.database);
+        if (args.dryRun) say(`${r.runner.destination}: would run: ${put.title} (not in a dry run)`);
+        else {
+          stepLine(`${r.runner.destination}: ${put.title}`);
+          await r.runner.run(put);
+        }
+      }
+    }
     const all = target.servers ?? [target.ssh.host];
     if (all.length === 1 || (runners.length === 1 && args.flags["config-only"])) {
       const options = { ...common, ...runners[0] };

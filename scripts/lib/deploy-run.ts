@@ -15,7 +15,7 @@ import * as steps from "./server-steps.ts";
 import { type ServerPaths, SERVER } from "./server-steps.ts";
 import type { Step } from "./shell.ts";
 import { lastLine, otherPort, parseState, type Runner, type ServerState, slotPorts } from "./state.ts";
-import type { Target } from "./target.ts";
+import { serverNumber, type Target } from "./target.ts";
 import { growFilesystem } from "./volume-grow.ts";
 
 export interface DeployOptions {
@@ -64,6 +64,7 @@ export function planFiles(target: Target, state: ServerState, processEnv: NodeJS
     gitDeployKey: processEnv.TF_VAR_git_deploy_key,
     alertUrls: { deadMan: processEnv[`TF_VAR_${ALERT_URL_VARIABLES.deadMan}`], webhook: processEnv[`TF_VAR_${ALERT_URL_VARIABLES.webhook}`] },
     activePort,
+    serverIndex: serverNumber(target),
   };
   // alerts.env only when every configured alert's URL is known here: a push must not blank a URL it lacks.
   const alertsUnknown = (["deadMan", "webhook"] as const).some((flag) => env.alerts[flag] && processEnv[`TF_VAR_${ALERT_URL_VARIABLES[flag]}`] === undefined);

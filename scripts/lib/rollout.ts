@@ -10,8 +10,10 @@
 import { drainWaitSeconds, type HealthCheck, LB_HEALTH_CHECK, lbHealthPath, undrainWaitSeconds } from "../../cloud-init/load-balancer.ts";
 import { LAYOUT } from "../../cloud-init/layout.ts";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
+import { envFileLines } from "../../cloud-init/server-files.ts";
 import { say, stepLine } from "./cli.ts";
 import { OpsError } from "./errors.ts";
+import { Secret } from "./secret.ts";
 import { bash, type Step, step } from "./shell.ts";
 import type { Runner } from "./state.ts";
 import type { Target } from "./target.ts";
@@ -104,6 +106,42 @@ const parseStatus = (stdout: string) => ({
   drained: /^drained=yes$/m.test(stdout),
   status: /^status=(\d+)$/m.exec(stdout)?.[1] ?? "000",
 });
+
+/**
+ * Puts the cluster's connection (the outputs' database_url, database_drill_url, database_ca_certificate) where
+ * a server runs on PostgreSQL: where /etc/kit/database.env already exists (kept in step with the outputs), and
+ * on every server after the first, which never holds SQLite data. The first server gets it from
+ * migrate-to-postgres.ts only: written there before the migration it would start the app on an empty
+ * database. A first boot waiting for it (restore-on-boot.sh on server 2..N) then finishes its bootstrap.
+ */
+export function databaseEnvStep(database: NonNullable<Target["database"]>, waitSeconds = 300): Step {
+  const content = new Secret(
+    envFileLines({ DATABASE_URL: database.url.reveal(), PGSSLROOTCERT: LAYOUT.postgresCaFile, ...(database.drillUrl ? { DRILL_DATABASE_URL: database.drillUrl.reveal() } : {}) }),
+  );
+  return step(
+    `database.env: the cluster's URL and CA where the server runs on PostgreSQL (or is server 2 or later)`,
+    bash`. ${LAYOUT.kitEnvFile}
+if [ ! -e "$DATABASE_ENV_FILE" ] && [ "\${SERVER_INDEX:-1}" -le 1 ]; then
+  echo "kit: $DATABASE_ENV_FILE not written: this server runs on SQLite until scripts/migrate-to-postgres.ts moves it"
+  exit 0
+fi
+umask 077
+env_new=$(mktemp) ca_new=$(mktemp)
+trap 'rm -f "$env_new" "$ca_new"' EXIT
+printf '%s' ${content} >"$env_new"
+printf '%s\n' ${database.caCertificate.trim()} >"$ca_new"
+changed=""
+if ! cmp -s "$ca_new" ${LAYOUT.postgresCaFile}; then install -m 0644 -o root -g root "$ca_new" ${LAYOUT.postgresCaFile}; changed="$changed ${LAYOUT.postgresCaFile}"; fi
+if ! cmp -s "$env_new" "$DATABASE_ENV_FILE"; then install -m 0600 -o root -g root "$env_new" "$DATABASE_ENV_FILE"; changed="$changed $DATABASE_ENV_FILE"; fi
+if [ -n "$changed" ]; then echo "kit: updated$changed (the app reads them when it starts)"; else echo "kit: $DATABASE_ENV_FILE already up to date"; fi
+if [ ! -e "$BOOTSTRAP_DONE_FILE" ]; then
+  echo "kit: the first boot waits for it: waiting up to ${waitSeconds} s for the bootstrap to finish"
+  for _ in $(seq 1 ${waitSeconds}); do [ -e "$BOOTSTRAP_DONE_FILE" ] && exit 0; sleep 1; done
+  echo "kit: the bootstrap has not finished after ${waitSeconds} s: sudo journalctl -u ${LAYOUT.units.bootstrap}" >&2
+  exit 1
+fi`,
+  );
+}
 
 /** Which server runs which release, one line each. */
 export function releaseTable(outcomes: readonly ServerOutcome[]): string {

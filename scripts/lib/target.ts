@@ -37,6 +37,12 @@ export interface StackOutputs {
   readonly app_port?: number;
   readonly access_key_id?: string;
   readonly secret_access_key?: string;
+  /** On PostgreSQL (sensitive): the app user's URI on the app database, TLS verify-full. */
+  readonly database_url?: string;
+  /** The same user on the drill's scratch database. */
+  readonly database_drill_url?: string;
+  /** PEM of the cluster's CA. */
+  readonly database_ca_certificate?: string;
 }
 
 /** Flags every script takes (see `--help`). */
@@ -66,6 +72,8 @@ export interface Target {
   readonly chosen?: boolean;
   /** The load balancer's address, when the environment has one (servers > 1). */
   readonly loadBalancer?: string;
+  /** The managed PostgreSQL cluster's connection, when the outputs hold it (what /etc/kit/database.env says). */
+  readonly database?: { readonly url: Secret; readonly drillUrl?: Secret; readonly caCertificate: string };
   readonly sshSettings: SshSettings;
   readonly bucket: string;
   readonly region: string;
@@ -130,6 +138,9 @@ export function resolveTarget(env: ResolvedEnvironment, flags: TargetFlags, proc
     servers: flags.host !== undefined ? [flags.host] : servers,
     chosen: flags.host !== undefined || flags.server !== undefined,
     loadBalancer: outputs.load_balancer_ip,
+    database: outputs.database_url && outputs.database_ca_certificate
+      ? { url: new Secret(outputs.database_url), drillUrl: outputs.database_drill_url ? new Secret(outputs.database_drill_url) : undefined, caCertificate: outputs.database_ca_certificate }
+      : undefined,
     ssh: { host: host ?? "", user: flags.user ?? outputs.ssh_user ?? LAYOUT.users.deploy, port: flags.port, identity: flags.identity },
     sshSettings: { knownHostsFile: flags.knownHosts },
     bucket,
@@ -170,8 +181,13 @@ export function serverTargets(target: Target): Target[] {
   return (target.servers ?? [target.ssh.host]).map((host) => ({ ...target, ssh: { ...target.ssh, host }, servers: target.servers, chosen: true }));
 }
 
+/** Which server this is, 1-based, by its place in server_ipv4s (1 when --host named an address outside it). */
+export function serverNumber(target: Target): number {
+  return Math.max(1, (target.servers ?? [target.ssh.host]).indexOf(target.ssh.host) + 1);
+}
+
 /** The stack's name, and which server when it has several: "example-prod", "example-prod #2". */
 export function serverLabel(target: Target): string {
   const servers = target.servers ?? [target.ssh.host];
-  return servers.length > 1 ? `${target.env.stackName} #${servers.indexOf(target.ssh.host) + 1}` : target.env.stackName;
+  return servers.length > 1 ? `${target.env.stackName} #${serverNumber(target)}` : target.env.stackName;
 }

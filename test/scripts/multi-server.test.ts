@@ -8,14 +8,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { drainWaitSeconds, LB_HEALTH_CHECK, reactionSeconds, undrainWaitSeconds } from "../../cloud-init/load-balancer.ts";
 import { LAYOUT } from "../../cloud-init/layout.ts";
-import { serverFiles } from "../../cloud-init/server-files.ts";
+import { serverFiles, templateValues } from "../../cloud-init/server-files.ts";
+import { renderTemplate } from "../../cloud-init/template.ts";
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { Secret } from "../../scripts/lib/secret.ts";
 import { concreteServerValues, shippedEnvironment } from "../../lab/environments.ts";
 import { OpsError } from "../../scripts/lib/errors.ts";
-import { drain, lbHealthStatus, rollout, type RolloutServer, type ServerChange, undrain } from "../../scripts/lib/rollout.ts";
+import { databaseEnvStep, drain, lbHealthStatus, rollout, type RolloutServer, type ServerChange, undrain } from "../../scripts/lib/rollout.ts";
 import type { Step } from "../../scripts/lib/shell.ts";
 import type { RunResult } from "../../scripts/lib/ssh.ts";
 import { fleetStatus } from "../../scripts/lib/status.ts";
-import { resolveTarget, serverLabel, serverTargets, type Target } from "../../scripts/lib/target.ts";
+import { resolveTarget, serverLabel, serverNumber, serverTargets, type Target } from "../../scripts/lib/target.ts";
 
 const env = shippedEnvironment("example-staging");
 let dir: string;
@@ -176,5 +180,60 @@ describe("rollout", () => {
     const outcomes = await rollout({ env, servers, change: change(events), sleep: sleeps(events), dryRun: true });
     expect(events).toEqual(["1: plan with migration", "2: plan"]);
     expect(outcomes.every((o) => o.state === "untouched")).toBe(true);
+  });
+});
+
+describe("servers 2..N: PostgreSQL only, from the first boot", () => {
+  /** restore-on-boot.sh as rendered for server `index`, run by bash with kit.env pointing into a temp dir. */
+  function restoreOnBoot(index: number, options: { databaseEnvAfterMs?: number; dbFile?: boolean } = {}) {
+    const at = mkdtempSync(join(dir, "boot-"));
+    const paths = { databaseEnvFile: join(at, "database.env"), dbFile: join(at, "app.sqlite3") };
+    if (options.dbFile) writeFileSync(paths.dbFile, "");
+    const values = templateValues(env, concreteServerValues(env, { serverIndex: index }));
+    writeFileSync(join(at, "kit.env"), renderTemplate("config/kit.env", { ...values, ...paths }).replace(/^DATABASE_ENV_FILE=.*$/m, `DATABASE_ENV_FILE=${paths.databaseEnvFile}`) + "SERVER_WAIT_SECONDS=3\n");
+    const script = renderTemplate("scripts/restore-on-boot.sh", { ...values, kitEnvFile: join(at, "kit.env") });
+    const arrive = options.databaseEnvAfterMs === undefined ? "" : `(sleep ${options.databaseEnvAfterMs / 1000}; touch ${paths.databaseEnvFile}) & `;
+    const ran = spawnSync("bash", ["-c", `${arrive}bash -c "$0"`, script], { encoding: "utf8", timeout: 20_000 });
+    return { ...ran, restoredSomething: existsSync(paths.dbFile) && !options.dbFile };
+  }
+
+  test("kit.env says which server this is (the stack passes serverIndex; default 1)", () => {
+    expect(serverFiles(env, concreteServerValues(env, { serverIndex: 2 })).find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("\nSERVER_INDEX=2\n");
+    expect(serverFiles(env, concreteServerValues(env)).find((f) => f.path === LAYOUT.kitEnvFile)!.content).toContain("\nSERVER_INDEX=1\n");
+  });
+  test("server 2 without database.env restores nothing and refuses after the wait: the app stays stopped", () => {
+    const r = restoreOnBoot(2);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain("server 2 of example-staging runs on PostgreSQL only: waiting for");
+    expect(r.stderr).toContain("did not come: the app stays stopped. Run npx zx scripts/deploy.ts example-staging --config-only");
+    expect(r.restoredSomething).toBe(false);
+  });
+  test("server 2 whose database.env arrives during the wait goes on, on PostgreSQL", () => {
+    const r = restoreOnBoot(2, { databaseEnvAfterMs: 1000 });
+    expect(r.stdout).toContain("is here: the app starts on PostgreSQL");
+    expect(r.status).toBe(0);
+  });
+  test("server 1 goes on to the SQLite path as before (here: database present)", () => {
+    const r = restoreOnBoot(1, { dbFile: true });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("database present at");
+  });
+  test("database.env: the URLs travel as secrets, server 1 on SQLite is left alone, a waiting first boot is waited for", () => {
+    const put = databaseEnvStep({ url: new Secret("postgresql://app:s3cret@db.internal:25060/app?sslmode=verify-full"), drillUrl: new Secret("postgresql://app:s3cret@db.internal:25060/app_drill?sslmode=verify-full"), caCertificate: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n" });
+    expect(put.script.display).not.toContain("s3cret");
+    expect(put.script.text).toContain("DATABASE_URL=");
+    expect(put.script.text).toContain("s3cret");
+    expect(put.script.display).toContain(`if [ ! -e "$DATABASE_ENV_FILE" ] && [ "\${SERVER_INDEX:-1}" -le 1 ]; then`);
+    expect(put.script.display).toContain(`install -m 0600 -o root -g root "$env_new" "$DATABASE_ENV_FILE"`);
+    expect(put.script.display).toContain('[ -e "$BOOTSTRAP_DONE_FILE" ] && exit 0');
+  });
+  test("the outputs' database_url and CA become the target's database; planFiles renders each server's own index", () => {
+    const target = resolveTarget(env, { outputs: outputs({ ...three, database_url: "postgresql://app:pw@h:1/app?sslmode=verify-full", database_ca_certificate: "PEM" }) });
+    expect(target.database?.url).toBeInstanceOf(Secret);
+    expect(target.database?.caCertificate).toBe("PEM");
+    expect(resolveTarget(env, { outputs: outputs(three) }).database).toBeUndefined();
+    // deploy.ts renders kit.env's SERVER_INDEX from this: each server's place in server_ipv4s.
+    expect(serverTargets(target).map(serverNumber)).toEqual([1, 2, 3]);
+    expect(serverNumber(resolveTarget(env, { outputs: outputs(three), host: "198.51.100.7" }))).toBe(1);
   });
 });

@@ -12,6 +12,27 @@ set -euo pipefail
 . {{kitEnvFile}}
 
 replica="s3://$S3_BUCKET/$LITESTREAM_PREFIX"
+# On PostgreSQL the data is in the cluster: there is no SQLite database to restore.
+if [ -e "$DATABASE_ENV_FILE" ]; then
+  echo "kit: on PostgreSQL ($DATABASE_ENV_FILE present): no SQLite database to restore"
+  exit 0
+fi
+# A second or later app server (servers > 1, behind the load balancer) runs on PostgreSQL only. Restoring the
+# SQLite replica here, or starting the app on an empty database, would serve the wrong data (and Litestream
+# would write a second timeline into the first server's replica): wait for scripts/deploy.ts to put
+# $DATABASE_ENV_FILE here, with the app stopped (the load balancer's health check sends it nothing).
+if [ "${SERVER_INDEX:-1}" -gt 1 ]; then
+  echo "kit: server $SERVER_INDEX of $KIT_STACK runs on PostgreSQL only: waiting for $DATABASE_ENV_FILE (npx zx scripts/deploy.ts $KIT_STACK --config-only writes it); no SQLite restore"
+  for _ in $(seq 1 "${SERVER_WAIT_SECONDS:-1700}"); do
+    if [ -e "$DATABASE_ENV_FILE" ]; then
+      echo "kit: $DATABASE_ENV_FILE is here: the app starts on PostgreSQL"
+      exit 0
+    fi
+    sleep 1
+  done
+  echo "kit: $DATABASE_ENV_FILE did not come: the app stays stopped. Run npx zx scripts/deploy.ts $KIT_STACK --config-only, then: sudo systemctl restart {{bootstrapUnit}}" >&2
+  exit 1
+fi
 if [ -e "$DB_FILE" ]; then
   echo "kit: database present at $DB_FILE; nothing to restore"
   exit 0
