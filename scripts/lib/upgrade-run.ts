@@ -145,7 +145,7 @@ export async function upgradeServer(options: UpgradeOptions): Promise<UpgradeRes
       }
     };
     const binaries = changing.map((a) => a.to);
-    if (done.swapped) await attempt(`${binaries.map((a) => a.name).join(" and ")} are the previous binaries again`, restoreArtifacts(binaries));
+    if (done.swapped) await attempt(`${binaries.map((a) => a.name).join(" and ")} ${binaries.length === 1 ? "is the previous binary" : "are the previous binaries"} again`, restoreArtifacts(binaries));
     else if (binaries.length) await runner.run(discardStaged(binaries)).catch(() => undefined);
     // The switch's own file goes back last, once the app is on its old slot again.
     const switchPath = switchFileFor(oldPort).path;
