@@ -64,7 +64,7 @@ export class ClientStack extends TerraformStack {
     const server = platform.create(this, {
       env,
       tags,
-      firstBoot: (volumeDevice, _server) => {
+      firstBoot: (volumeDevice, serverIndex) => {
         const { userData, bundle } = renderFirstBoot(
           env,
           {
@@ -75,6 +75,8 @@ export class ClientStack extends TerraformStack {
             appSecrets: secrets.app,
             gitDeployKey: secrets.gitDeployKey,
             alertUrls: secrets.alertUrls,
+            // Servers 2, 3, … never hold SQLite data: their first boot waits for /etc/kit/database.env (restore-on-boot.sh).
+            serverIndex,
           },
           { base64: (content) => Fn.base64encode(content), overrides: props.renderOverrides },
         );

@@ -181,6 +181,9 @@ describe("servers: 2 behind a load balancer (examplepg-prod)", () => {
     expect(first).toContain("scsi-0DO_Volume_pixelco-examplepg-prod-data\n");
     expect(second).toContain("scsi-0DO_Volume_pixelco-examplepg-prod-data-2\n");
     expect(first).not.toContain("pixelco-examplepg-prod-data-2");
+    // Each knows its place: a server after the first restores no SQLite and waits for database.env at its first boot.
+    expect(first).toMatch(/^SERVER_INDEX='?1'?$/m);
+    expect(second).toMatch(/^SERVER_INDEX='?2'?$/m);
     expect(stack.resources("digitalocean_reserved_ip")).toHaveLength(2);
   });
 
