@@ -35,7 +35,7 @@ fi
 busy() {
   local what="" unit state
   [ -d {{deployLock}} ] && what="a deploy ({{deployLock}}: $(cat {{deployLock}}/owner 2>/dev/null || echo 'no owner note'))"
-  for unit in {{fallbackBackupUnit}} {{drillUnit}} {{aptUpgradeUnit}}; do
+  for unit in {{fallbackBackupUnit}} {{pgDumpUnit}} {{drillUnit}} {{aptUpgradeUnit}}; do
     state=$(systemctl show --property=ActiveState --value "$unit" 2>/dev/null || echo inactive)
     case "$state" in inactive | failed | "") ;; *) what="${what:+$what, }$unit ($state)" ;; esac
   done
