@@ -80,6 +80,9 @@ async function watch(): Promise<WatchVerdict> {
 }
 
 let first: Manifest;
+/** Rows of `rows` in the dump's snapshot, and in the app's database after the writes during the dump. */
+let dumped = 0;
+let live = 0;
 
 beforeAll(async () => {
   teardown = await Teardown.begin();
@@ -122,10 +125,21 @@ afterAll(async () => {
 });
 
 describe("pg-dump-backup.sh", () => {
-  test("dumps the app database (pg_dump -Fc, one snapshot with its row counts) into <env>/pg-dump/<stamp>.dump with its manifest; the sha256 is the object's", async () => {
+  test("dumps the app database under writes (pg_dump -Fc, one snapshot with its row counts) into <env>/pg-dump/<stamp>.dump with its manifest; the sha256 is the object's", async () => {
+    // The app keeps writing while the dump runs: the counts must be the dump's, not those of a moment later.
+    let writing = true;
+    let written = 0;
+    const writer = (async () => {
+      while (writing) {
+        await pg.psql(`SET ROLE app; INSERT INTO rows (value, created_at) VALUES ('during the dump ${written}', now()::text)`, { database: "app" });
+        written++;
+      }
+    })();
     const t0 = Date.now();
     const r = await script("pg-dump-backup.sh");
     const ms = Date.now() - t0;
+    writing = false;
+    await writer;
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/kit-pg: PostgreSQL 15 \(15\d{4}\) at 127\.0\.0\.1:\d+\/app; pg_dump 15\.\d+/);
@@ -133,11 +147,16 @@ describe("pg-dump-backup.sh", () => {
     const prefix = `${env.names.bucketPrefix}/pg-dump`;
     first = JSON.parse((await object(`${prefix}/${stamp}.json`)).toString()) as Manifest;
     expect(first).toMatchObject({ at: stamp, key: `${prefix}/${stamp}.dump` });
+    dumped = first.tables.find((t) => t.name === "rows")!.rows;
+    live = Number(await pg.psql("SELECT count(*) FROM rows", { database: "app" }));
     expect(first.tables).toEqual([
       { name: "billing.Invoices", rows: 7 },
       { name: "kit_schema_version", rows: 1 },
-      { name: "rows", rows: ROWS },
+      { name: "rows", rows: dumped },
     ]);
+    expect(dumped).toBeGreaterThanOrEqual(ROWS);
+    expect(live).toBe(ROWS + written);
+    expect(live).toBeGreaterThan(dumped); // writes landed during the dump, after its snapshot
     const dump = await object(first.key);
     expect(dump.subarray(0, 5).toString()).toBe("PGDMP"); // the custom format's magic
     expect(dump.length).toBe(first.bytes);
@@ -146,7 +165,7 @@ describe("pg-dump-backup.sh", () => {
     expect(readFileSync(join(w.kit.path("backupDir"), `pg-${stamp}.dump`)).equals(dump)).toBe(true);
     // No password or URL in what it says.
     expect(r.stdout).not.toContain(pg.password);
-    console.log(`pg_dump of ${ROWS} rows: ${(first.bytes / 2 ** 20).toFixed(1)} MiB dump, ${ms} ms in all (dump + counts + upload); ${r.stdout.trim().split("\n").join(" | ")}`);
+    console.log(`pg_dump of ${dumped} rows (${written} written during it, ${live - dumped} after its snapshot): ${(first.bytes / 2 ** 20).toFixed(1)} MiB dump, ${ms} ms in all (dump + counts + upload); ${r.stdout.trim().split("\n").join(" | ")}`);
   }, 120_000);
 
   test("without database.env it does nothing (a server on SQLite); with a client older than the server it refuses, naming what to install", async () => {
@@ -172,8 +191,9 @@ describe("pg-dump-backup.sh", () => {
 
 describe("the drill on PostgreSQL (restore-drill.sh → pg-restore-drill.sh)", () => {
   test("restores the newest dump from the bucket into the scratch database; every table's rows equal the dump's snapshot", async () => {
-    // Writes after the dump are not in it: the comparison is with the counts taken in the dump's snapshot.
+    // Writes during and after the dump are not in it: the comparison is with the counts taken in the dump's snapshot.
     await pg.psql("SET ROLE app; INSERT INTO rows (value, created_at) VALUES ('after the dump', now()::text)", { database: "app" });
+    live++;
     const t0 = Date.now();
     const r = await script("restore-drill.sh");
     const ms = Date.now() - t0;
@@ -185,10 +205,10 @@ describe("the drill on PostgreSQL (restore-drill.sh → pg-restore-drill.sh)", (
     expect(report.tables).toEqual([
       { name: "billing.Invoices", live: 7, restored: 7 },
       { name: "kit_schema_version", live: 1, restored: 1 },
-      { name: "rows", live: ROWS, restored: ROWS },
+      { name: "rows", live: dumped, restored: dumped },
     ]);
-    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app_drill" })).toBe(String(ROWS));
-    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app" })).toBe(String(ROWS + 1));
+    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app_drill" })).toBe(String(dumped));
+    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app" })).toBe(String(live));
     expect(report.rto_ms).toBeGreaterThan(0);
     expect(report.rpo_ms).toBeGreaterThanOrEqual(0);
     // scripts/drill.ts prints it so.
@@ -206,7 +226,7 @@ describe("the drill on PostgreSQL (restore-drill.sh → pg-restore-drill.sh)", (
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("DRILL_DATABASE_URL names the app's own database 127.0.0.1:");
     expect(drillReport().ok).toBe(false);
-    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app" })).toBe(String(ROWS + 1));
+    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app" })).toBe(String(live));
   }, 60_000);
 
   test("a tampered dump in the bucket fails the drill loudly: its sha256 is not the manifest's; a dump that does not restore fails it too", async () => {
@@ -231,7 +251,7 @@ describe("the drill on PostgreSQL (restore-drill.sh → pg-restore-drill.sh)", (
     expect(drillReport()).toMatchObject({ ok: false });
     console.log(`cut short: ${broken.stderr.trim()}`);
     // The scratch database kept its last good restore (--single-transaction): nothing half-restored.
-    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app_drill" })).toBe(String(ROWS));
+    expect(await pg.psql("SELECT count(*) FROM rows", { database: "app_drill" })).toBe(String(dumped));
     await put(first.key, dump);
     await put(first.key.replace(/\.dump$/, ".json"), JSON.stringify(first));
   }, 120_000);
