@@ -430,7 +430,10 @@ export async function rollback(o: RollbackOptions): Promise<RollbackResult> {
   let done = false;
   const aside = `kit_rolled_back_${stamp().toLowerCase()}`;
   const add = (title: string, run: () => Promise<void | "stop">) => plan.add({ title, run: timer.wrap(title, run) });
-  const remote = (s: () => Step, then?: (stdout: string) => void) => add(s().title, async () => then?.((await runner.run(s())).stdout));
+  const remote = (s: () => Step, then?: (stdout: string) => void) => add(s().title, async () => {
+    const result = await runner.run(s());
+    then?.(result.stdout);
+  });
 
   plan.add(lockStep(runner, "roll back to SQLite", paths));
   remote(() => m.maintenanceOn(maintenanceFile.content), (out) => void (maintenanceOnAt = Number(keyValues(out).get("maintenance_on"))));

@@ -5,6 +5,7 @@
  * pg_use), never a command line, and shows as '***' in every log and dry run.
  */
 import { APP_TABLES_QUERY, LAYOUT, appUnit } from "../../cloud-init/layout.ts";
+import { envFileLines } from "../../cloud-init/server-files.ts";
 import { pgRowsQuery, type PgKind, type SqliteTable, sqliteRowsQuery } from "./migrate-canon.ts";
 import { Secret } from "./secret.ts";
 import { type ServerPaths, SERVER } from "./server-steps.ts";
@@ -303,9 +304,10 @@ export function moveAsideSql(schema: string, tables: readonly string[]): string 
  * (0644), written atomically. From here on app@.service starts on PostgreSQL (EnvironmentFile= after kit.env).
  */
 export function writeDatabaseEnv(db: TargetDatabase): Step {
-  const lines = [`DATABASE_URL=${db.url.reveal()}`, `PGSSLROOTCERT=${LAYOUT.postgresCaFile}`, ...(db.drillUrl ? [`DRILL_DATABASE_URL=${db.drillUrl.reveal()}`] : [])];
-  for (const line of lines) if (/['\s]/.test(line)) throw new Error("a database URL holds a quote or a space, which an environment file cannot hold");
-  const content = new Secret(`# ${LAYOUT.databaseEnvFile}: this server runs on PostgreSQL (scripts/migrate-to-postgres.ts).\n${lines.join("\n")}\n`);
+  // The same lines deploy.ts writes (envFileLines): a later deploy finds the file unchanged.
+  const content = new Secret(
+    envFileLines({ DATABASE_URL: db.url.reveal(), PGSSLROOTCERT: LAYOUT.postgresCaFile, ...(db.drillUrl ? { DRILL_DATABASE_URL: db.drillUrl.reveal() } : {}) }),
+  );
   return step(
     `write ${LAYOUT.databaseEnvFile} (0600) and ${LAYOUT.postgresCaFile}`,
     bash`install -d -m 0755 ${LAYOUT.postgresCaFile.replace(/\/[^/]+$/, "")}

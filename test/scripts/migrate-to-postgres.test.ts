@@ -84,7 +84,8 @@ test("the steps never show the URL (a Secret), and pgloader gets no password on 
   const load = m.load(db, "/mnt/data/scratch/x/load.sqlite3").script.text;
   expect(load).toMatch(/pgloader --on-error-stop \/usr\/local\/lib\/kit\/migrate-to-postgres\.load <\/dev\/null/);
   expect(load).toContain(`KIT_PGLOADER_TARGET="postgresql://$PGHOST:$PGPORT/$PGDATABASE?sslmode=require"`);
-  expect(m.writeDatabaseEnv(db).script.text).toMatch(/chmod 0600 "\$tmp"\nprintf '%s' '# \/etc\/kit\/database.env: .*\nDATABASE_URL=postgresql:\/\/app:s3cret@10\.0\.0\.5:25060\/app\?sslmode=verify-full\nPGSSLROOTCERT=\/etc\/kit\/postgres-ca\.crt\n'/);
+  // What deploy.ts writes too (envFileLines): the URL quoted for systemd and bash.
+  expect(m.writeDatabaseEnv(db).script.text).toContain(`chmod 0600 "$tmp"\nprintf '%s' 'DATABASE_URL='\\''postgresql://app:s3cret@10.0.0.5:25060/app?sslmode=verify-full'\\''\nPGSSLROOTCERT=/etc/kit/postgres-ca.crt\n'`);
 });
 
 test("the rollback's list: net per row from _kit_changes, summed per table", () => {
