@@ -69,7 +69,7 @@ export async function drillRemote(runner: Runner, stackName: string, options: Dr
   let report: DrillReport | undefined;
   const step = steps.runDrill();
   plan.add({
-    title: `${step.title} on ${runner.destination} (writes a sentinel row into _kit_drill, restores into ${LAYOUT.scratchDir})`,
+    title: `${step.title} on ${runner.destination} (on SQLite: writes a sentinel row into _kit_drill, restores the replica into ${LAYOUT.scratchDir}; on PostgreSQL: restores the newest daily dump into the scratch database <db>_drill)`,
     run: async () => {
       const result = await runner.run(step, { allowFailure: true });
       if (result.exitCode === 3) throw new OpsError(`${LAYOUT.units.drill} is not installed on ${runner.destination}`, `run a deploy once (it pushes the unit): npx zx scripts/deploy.ts ${stackName}`);
