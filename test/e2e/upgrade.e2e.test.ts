@@ -7,6 +7,8 @@
  *     changes;
  *   - the mirror serves the new Deno tampered: the upgrade fails its sha256 check and goes back; the old Deno
  *     still runs, kit.env still pins it, the app serves, no request failed;
+ *   - a failure after the swap, the push and the app's move (the watcher cannot prove replication): the previous
+ *     Deno, the saved files and the old slot come back, under load, with no failed request;
  *   - the genuine tarball: upgraded under load — `deno --version` is the pin, the previous binary is kept as
  *     deno.kit-previous, the app runs on its other slot, 0 failed requests, 0 lost rows (every acked row in the
  *     database and in a restore of the replica). The figures are printed.
@@ -117,6 +119,35 @@ test("a tampered new Deno: the sha256 check fails, the upgrade goes back; the ol
   expect((await server.http("/healthz")).status).toBe(200);
   expect(failures).toEqual([]);
   expect(acked.length).toBeGreaterThan(10);
+});
+
+test("a failure after everything moved (the watcher cannot prove replication): binaries, files and the app go back, under load, no request failed", async () => {
+  const port = server.env.app.port;
+  // The watcher broken for this run only (a runtime drop-in: /run is not the kit's, the push leaves it).
+  const dropIn = `/run/systemd/system/${LAYOUT.units.watch}.d`;
+  await root(`mkdir -p ${dropIn} && printf '[Service]\\nExecStart=\\nExecStart=/bin/false\\n' >${dropIn}/e2e-broken.conf && systemctl daemon-reload`);
+  const load = steadyWrites(server);
+  await sleep(1000);
+  const result = await upgrade(["--skip-os-updates"]);
+  await sleep(1000);
+  const { acked, failures } = await load.stop();
+  await root(`rm -r ${dropIn} && systemctl daemon-reload`);
+  const figure = `failure after the swap: rolled back in ${result.seconds.toFixed(1)} s (whole run); ${acked.length + failures.length} requests, ${failures.length} failed`;
+  log(figure);
+  lab.timings.push(figure);
+  expect(result.code).toBe(1);
+  expect(result.stderr).toContain("kit: the watcher wrote no verdict since the upgrade's changes");
+  for (const note of ["rolled back: deno is the previous binary again", `rolled back: app@${port} runs`, `rolled back: the switch leads to 127.0.0.1:${port} again`, `rolled back: stopped app@${port + 1}`]) expect(result.stderr).toContain(note);
+  expect(result.stderr).toMatch(/rolled back: \d+ server files put back from \/var\/lib\/kit\/upgrade\//);
+  expect(result.stdout).toMatch(/FAILED, rolled back/);
+  expect(await denoVersion()).toBe(`deno ${OLD_DENO.version}`);
+  expect(await root(`grep ^DENO_VERSION= ${LAYOUT.kitEnvFile}`)).toBe(`DENO_VERSION=${OLD_DENO.version}`);
+  expect(await root(`systemctl is-active app@${port}.service`)).toBe("active");
+  expect(await root(`systemctl is-active app@${port + 1}.service || true`)).toBe("inactive");
+  expect((await server.http("/healthz")).status).toBe(200);
+  const ids = new Set((await root(`sqlite3 -readonly ${LAYOUT.dbFile} 'SELECT id FROM rows'`)).split("\n").map(Number));
+  expect(acked.filter(({ id }) => !ids.has(id))).toEqual([]);
+  expect(failures).toEqual([]);
 });
 
 test("the genuine tarball, under steady writes: upgraded, the app on its other slot with the new Deno, 0 failed requests, 0 lost rows", async () => {
