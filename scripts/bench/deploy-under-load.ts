@@ -16,20 +16,13 @@
  * (default 300). Each POST adds a row: the rows the database gained must be the ones acknowledged (201).
  */
 import { writeFileSync } from "node:fs";
-import { Agent, request } from "node:http";
 import { join } from "node:path";
 import { main, parseArgs, scriptArgs, say } from "../lib/cli.ts";
+import { type Load, loop, type Method, PATHS } from "../lib/http-load.ts";
 import { deploy } from "../lib/deploy-run.ts";
 import { OpsError } from "../lib/errors.ts";
 import { SshRunner } from "../lib/ssh.ts";
 import { loadEnvironment, resolveTarget, type Target, type TargetFlags } from "../lib/target.ts";
-
-interface Load {
-  ok: number;
-  failed: number;
-  statuses: Record<string, number>;
-  maxLatencyMs: number;
-}
 
 export interface BenchResult {
   readonly url: string;
@@ -46,49 +39,6 @@ export interface BenchResult {
   /** POST only: rows acknowledged (201) and rows the database gained meanwhile (GET /rows/count before and after). */
   readonly rows?: { readonly acknowledged: number; readonly added: number };
   readonly error?: string;
-}
-
-type Method = "GET" | "POST";
-/** What each method loads: a read, or a write of one row. */
-const PATHS: Record<Method, string> = { GET: "/rows/count", POST: "/rows" };
-
-/** One request with node:http (5 s timeout): resolves with the status, rejects with the socket error. */
-function send(url: string, agent: Agent, method: Method = "GET"): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { agent, method, timeout: 5000 }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(Object.assign(new Error("timeout"), { code: "TIMEOUT" })));
-    req.on("error", reject);
-    req.end();
-  });
-}
-
-/** One client: requests back to back; `keepAlive` reuses its connection (as a browser does), else one per request. */
-async function loop(url: string, until: () => boolean, load: Load, keepAlive: boolean, method: Method): Promise<void> {
-  const agent = new Agent({ keepAlive, maxSockets: 1 });
-  try {
-    while (!until()) {
-      const t = Date.now();
-      try {
-        const status = await send(url, agent, method);
-        if (status >= 200 && status < 400) load.ok++;
-        else {
-          load.failed++;
-          load.statuses[status] = (load.statuses[status] ?? 0) + 1;
-        }
-      } catch (error) {
-        load.failed++;
-        const key = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
-        load.statuses[key] = (load.statuses[key] ?? 0) + 1;
-      }
-      load.maxLatencyMs = Math.max(load.maxLatencyMs, Date.now() - t);
-    }
-  } finally {
-    agent.destroy();
-  }
 }
 
 /** The site's row count (GET /rows/count on the same origin), on a connection of its own. */

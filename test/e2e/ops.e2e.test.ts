@@ -13,6 +13,7 @@ import {
   bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, labRenderOverrides, printTimings, waitForBootstrap, writeLabClientsDir,
 } from "../../lab/kit-lab.ts";
 import { LAYOUT } from "../../cloud-init/layout.ts";
+import { startLoad } from "../../scripts/lib/http-load.ts";
 import { executedTitles, plannedTitles } from "../../scripts/lib/cli.ts";
 import { loadEnvironment } from "../../scripts/lib/target.ts";
 import { createSshKey, FIXTURE_APP_DIR, log, REPO_ROOT, run, sshArgv, trustLabCa } from "../../lab/harness/index.ts";
@@ -210,8 +211,13 @@ describe("deploy.ts", () => {
     // A browser's connection, open before the deploy: the switch keeps it (Caddy is not reloaded).
     const browser = keepAliveClient();
     expect((await browser.get("/healthz")).status).toBe(200);
+    // Both load shapes through Caddy for the whole deploy, reads and writes: none may fail.
+    const load = startLoad(`http://${server.machine.address}/`, [true, false].flatMap((keepAlive) => (["GET", "POST"] as const).map((method) => ({ keepAlive, method }))));
     const t = Date.now();
     const result = await cli("deploy.ts", ["--ref", commits.v2]);
+    const loads = await load.stop();
+    lab.timings.push(`deploy under load: ${loads.map((l) => `${l.method} ${l.keepAlive ? "keep-alive" : "new connection"} ${l.failed} of ${l.ok + l.failed} failed`).join(", ")}`);
+    expect(loads.map((l) => ({ ...l, requests: l.ok + l.failed })).filter((l) => l.failed > 0 || l.requests < 10)).toEqual([]);
     expect(executedTitles(result.stderr)).toEqual(planned); // the plan is the steps
     const again = await browser.get("/healthz");
     browser.close();
@@ -229,7 +235,8 @@ describe("deploy.ts", () => {
     expect(after.release).toContain(commits.v2.slice(0, 12));
     expect(after.units[before.active]).not.toBe("active");
     expect(after.units[after.active]).toBe("active");
-    expect(await count()).toBe(3);
+    // Every acknowledged POST is a row, and no other row was added.
+    expect(await count()).toBe(3 + loads.filter((l) => l.method === "POST").reduce((n, l) => n + l.ok, 0));
     expect(await root(`ls ${LAYOUT.asideDir}`)).toMatch(/pre-deploy-.*\.sqlite3/);
     expect(await root(`test -e ${LAYOUT.deployLock} && echo locked || echo unlocked`)).toBe("unlocked");
   });
