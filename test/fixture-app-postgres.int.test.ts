@@ -256,3 +256,15 @@ function serverCaddyfile(caddyPort: number, appPort: number): string {
   if (!site.test(rendered) || !upstream.test(rendered)) throw new Error(`the server's Caddyfile changed shape; adapt serverCaddyfile():\n${rendered}`);
   return `{\n\tadmin off\n}\n${rendered.replace(site, `http://127.0.0.1:${caddyPort} {`).replace(upstream, `reverse_proxy 127.0.0.1:${appPort}`)}`;
 }
+
+test("verify-full against a certificate that names the server's IP address only (the lab network's, a private IP): the app's migrate task connects", async () => {
+  // postgres.js gives TLS no servername for an IP host, and Deno's TLS then checks the certificate against
+  // "localhost": the 127.0.0.1 cluster above names localhost too, this one does not (pg.ts checks the URL's host).
+  const ipOnly = await startPostgres(teardown, { host: "127.0.0.2", allow: ["127.0.0.0/8"] });
+  const caFile = join(teardown.workDir, "ip-only-ca.crt");
+  writeFileSync(caFile, ipOnly.caCertificate);
+  const result = await task("migrate", { DATABASE_URL: ipOnly.url(), PGSSLROOTCERT: caFile });
+  expect(result.stderr).not.toContain("does not match certificate's altnames");
+  expect(result).toMatchObject({ code: 0 });
+  expect(await ipOnly.psql("SELECT count(*) FROM kit_schema_version", { database: "app" })).toBe("1");
+});
