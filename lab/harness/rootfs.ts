@@ -44,8 +44,12 @@ export const IMAGE_PACKAGES = [
   "iproute2",
 ] as const;
 
-/** Installed with apt inside the image: debootstrap's --include cannot resolve cloud-init's virtual deps. */
-export const IMAGE_APT_PACKAGES = ["cloud-init"] as const;
+/**
+ * Installed with apt inside the image: debootstrap's --include cannot resolve cloud-init's virtual deps.
+ * pgloader and postgresql-client: scripts/migrate-to-postgres.ts runs them on the server (a real server gets
+ * them from apt at the move, the step a dry run announces); baked in here so the e2e move stays under 3 min.
+ */
+export const IMAGE_APT_PACKAGES = ["cloud-init", "pgloader", "postgresql-client"] as const;
 
 /** cloud-init settings of the image: the harness plays the cloud provider. */
 const CLOUD_CFG = `# Written by the kit's e2e harness (lab/harness/rootfs.ts).
