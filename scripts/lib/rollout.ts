@@ -122,7 +122,7 @@ export function databaseEnvStep(database: NonNullable<Target["database"]>, waitS
     `database.env: the cluster's URL and CA where the server runs on PostgreSQL (or is server 2 or later)`,
     bash`. ${LAYOUT.kitEnvFile}
 if [ ! -e "$DATABASE_ENV_FILE" ] && [ "\${SERVER_INDEX:-1}" -le 1 ]; then
-  echo "kit: $DATABASE_ENV_FILE not written: this server runs on SQLite until scripts/migrate-to-postgres.ts moves it"
+  echo "kit: $DATABASE_ENV_FILE not written: this server runs on SQLite until scripts/migrate-to-postgres.ts moves it" >&2
   exit 0
 fi
 umask 077
@@ -133,9 +133,9 @@ printf '%s\n' ${database.caCertificate.trim()} >"$ca_new"
 changed=""
 if ! cmp -s "$ca_new" ${LAYOUT.postgresCaFile}; then install -m 0644 -o root -g root "$ca_new" ${LAYOUT.postgresCaFile}; changed="$changed ${LAYOUT.postgresCaFile}"; fi
 if ! cmp -s "$env_new" "$DATABASE_ENV_FILE"; then install -m 0600 -o root -g root "$env_new" "$DATABASE_ENV_FILE"; changed="$changed $DATABASE_ENV_FILE"; fi
-if [ -n "$changed" ]; then echo "kit: updated$changed (the app reads them when it starts)"; else echo "kit: $DATABASE_ENV_FILE already up to date"; fi
+if [ -n "$changed" ]; then echo "kit: updated$changed (the app reads them when it starts)" >&2; else echo "kit: $DATABASE_ENV_FILE already up to date" >&2; fi
 if [ ! -e "$BOOTSTRAP_DONE_FILE" ]; then
-  echo "kit: the first boot waits for it: waiting up to ${waitSeconds} s for the bootstrap to finish"
+  echo "kit: the first boot waits for it: waiting up to ${waitSeconds} s for the bootstrap to finish" >&2
   for _ in $(seq 1 ${waitSeconds}); do [ -e "$BOOTSTRAP_DONE_FILE" ] && exit 0; sleep 1; done
   echo "kit: the bootstrap has not finished after ${waitSeconds} s: sudo journalctl -u ${LAYOUT.units.bootstrap}" >&2
   exit 1
