@@ -10,6 +10,8 @@ import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { WatchHistoryLine, WatchVerdict } from "../../cloud-init/watch-verdict.ts";
+import { AGENCY } from "../../app/agency.ts";
+import { loadClientsDir } from "../../app/config/load.ts";
 import { REPO_ROOT } from "../../lab/environments.ts";
 import { labAccess, localEnvironments } from "../../lab/local/local-kit.ts";
 import { freePort, startSshd, type TestSshd } from "../../lab/local/sshd.ts";
@@ -19,6 +21,9 @@ import { SshRunner } from "../../scripts/lib/ssh.ts";
 import { fleetStatus, type StatusPaths, type StatusReport, type StatusRow } from "../../scripts/lib/status.ts";
 import { formatHtml, formatTable } from "../../scripts/lib/status-render.ts";
 import { resolveTarget, type Target } from "../../scripts/lib/target.ts";
+
+/** The stacks of the shipped client files (app/clients/*.ts), in the order the scripts list them. */
+const SHIPPED_STACKS = loadClientsDir(AGENCY, join(REPO_ROOT, "app", "clients"), REPO_ROOT).map((e) => e.stackName);
 
 const [good, silent, gone] = localEnvironments(["status", "stsilent", "stgone"]);
 /** A release name as a compromised server could write it: the page must show it as text. */
@@ -283,7 +288,7 @@ describe("scripts/status.ts as an operator runs it", () => {
       refused(["example-prod", "--yes"], "--yes is not used by status.ts (it only reads)", "drop --yes"),
       refused(["--all", "--outputs-dir", at("no-such-dir")], `--outputs-dir ${JSON.stringify(at("no-such-dir"))} is not a directory`, "pass the directory that holds the <stack>.json outputs files"),
       refused(["example-prod", "--outputs-dir", dir, "--outputs", at("x.json")], "--outputs and --outputs-dir together: both say where the outputs file is", "drop one of them (see --help)"),
-      refused(["example-prdo"], 'no client environment named "example-prdo"', "use one of: examplehz-prod, example-prod, example-staging (stacks come from app/clients/*.ts)"),
+      refused(["example-prdo"], 'no client environment named "example-prdo"', `use one of: ${SHIPPED_STACKS.join(", ")} (stacks come from app/clients/*.ts)`),
       refused(["example-prod", "--jsno"], "unknown option --jsno", "see --help"),
     ]);
     expect(readFileSync(at("notes.html"), "utf8")).toBe("<p>my notes</p>");
@@ -292,7 +297,8 @@ describe("scripts/status.ts as an operator runs it", () => {
   test("--dry-run lists the servers and the read step, contacts none, exits 0", async () => {
     const r = await run(["--all", "--dry-run"]);
     expect(r.code).toBe(0);
-    expect(r.stderr).toContain("would read 3 servers, 4 at a time:");
+    expect(SHIPPED_STACKS).toContain("example-prod");
+    expect(r.stderr).toContain(`would read ${SHIPPED_STACKS.length} servers, 4 at a time:`);
     expect(r.stderr).toMatch(/example-prod: no server address for example-prod/);
     expect(r.stderr).toContain("/var/lib/kit/watch/verdict.json");
   });
