@@ -11,12 +11,11 @@
  *   3. a failure injected before the switch (pgloader's command broken on the server) leaves the server on
  *      SQLite with nothing lost: no database.env, Litestream running, the same rows, maintenance off.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LAYOUT } from "../../cloud-init/layout.ts";
 import { bootKitServer, createKitLab, type KitLab, type KitServer, labEnvironment, labRenderOverrides, printTimings, waitForBootstrap, writeLabClientsDir } from "../../lab/kit-lab.ts";
-import { log, REPO_ROOT } from "../../lab/harness/index.ts";
+import { log, REPO_ROOT, run } from "../../lab/harness/index.ts";
 import { startPostgres, type LabPostgres } from "../../lab/harness/postgres.ts";
 import type { Change } from "../../scripts/lib/migrate-run.ts";
 
@@ -33,7 +32,7 @@ const root = async (command: string) => (await server.machine.exec(command)).std
 const count = async () => ((await (await server.http("/rows/count")).json()) as { count: number }).count;
 
 /** Runs the script as an operator would, pointed at the booted server and the lab's PostgreSQL. */
-function migrate(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+async function migrate(args: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const argv = [
     join("scripts", "migrate-to-postgres.ts"), STACK, ...args,
     "--host", server.machine.address,
@@ -46,21 +45,10 @@ function migrate(args: readonly string[]): Promise<{ code: number; stdout: strin
     "--database-ca", join(dir, "ca.pem"),
     "--drill-url-file", join(dir, "drill-url"),
   ];
-  return new Promise((resolve, reject) => {
-    // tsx, as ops.e2e: the lab's client file imports the shipped one without an extension.
-    const child = spawn(join(REPO_ROOT, "node_modules", ".bin", "tsx"), argv, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill("SIGTERM"), 5 * 60_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      log(`$ migrate-to-postgres.ts ${args.join(" ")} -> exit ${code}\n${stderr}`);
-      resolve({ code: code ?? 1, stdout, stderr });
-    });
-  });
+  // tsx, as ops.e2e: the lab's client file imports the shipped one without an extension.
+  const result = await run([join(REPO_ROOT, "node_modules", ".bin", "tsx"), ...argv], { cwd: REPO_ROOT, timeoutMs: 5 * 60_000, allowFailure: true });
+  log(`$ migrate-to-postgres.ts ${args.join(" ")} -> exit ${result.code}\n${result.stderr}`);
+  return result;
 }
 
 /** GET /rows/count through Caddy back to back (two readers) until stopped: each answer's status, 503s' Retry-After, errors. */

@@ -9,12 +9,11 @@
  *   - a release whose health check fails: the rollout stops on server 1, back on the old release, server 2
  *     untouched, still 0 failed requests.
  */
-import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { LAYOUT } from "../../cloud-init/layout.ts";
 import { bootKitServer, createKitLab, type KitLab, type KitServer, labRenderOverrides, printTimings, waitForBootstrap } from "../../lab/kit-lab.ts";
-import { createVolume, FIXTURE_APP_DIR, log, REPO_ROOT, startPostgres, type LabPostgres } from "../../lab/harness/index.ts";
+import { createVolume, FIXTURE_APP_DIR, log, REPO_ROOT, run, startPostgres, type LabPostgres } from "../../lab/harness/index.ts";
 import { type LabLoadBalancer, startLoadBalancer, userLoad } from "../../lab/harness/load-balancer.ts";
 import { digitalOceanVolumeDevice } from "../../stacks/server/digitalocean.ts";
 import type { ResolvedEnvironment } from "../../app/config/types.ts";
@@ -59,7 +58,7 @@ interface CliResult {
   readonly seconds: number;
 }
 
-function deploy(args: readonly string[]): Promise<CliResult> {
+async function deploy(args: readonly string[]): Promise<CliResult> {
   const argv = [
     join("scripts", "deploy.ts"), STACK, ...args,
     "--identity", lab.sshKey.privateKeyPath,
@@ -70,22 +69,10 @@ function deploy(args: readonly string[]): Promise<CliResult> {
     "--render-overrides", join(dir, "overrides.json"),
   ];
   const started = Date.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(join(REPO_ROOT, "node_modules", ".bin", "tsx"), argv, {
-      cwd: REPO_ROOT,
-      env: { ...process.env, TF_VAR_secret_SESSION_SECRET: "e2e-session_secret" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    const timer = setTimeout(() => child.kill("SIGTERM"), 4 * 60_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      log(`$ deploy.ts ${args.join(" ")} -> exit ${code}\n${stderr}`);
-      resolve({ code: code ?? 1, stderr, seconds: (Date.now() - started) / 1000 });
-    });
-  });
+  const env = { ...process.env, TF_VAR_secret_SESSION_SECRET: "e2e-session_secret" };
+  const result = await run([join(REPO_ROOT, "node_modules", ".bin", "tsx"), ...argv], { cwd: REPO_ROOT, env, timeoutMs: 4 * 60_000, allowFailure: true });
+  log(`$ deploy.ts ${args.join(" ")} -> exit ${result.code}\n${result.stderr}`);
+  return { code: result.code, stderr: result.stderr, seconds: (Date.now() - started) / 1000 };
 }
 
 const short = (commit: string) => commit.slice(0, 12);
